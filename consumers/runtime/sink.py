@@ -1,0 +1,46 @@
+"""The contract between the consumer runtime and a sink (archive, ClickHouse).
+
+Exactly-once rests on three rules:
+
+1. Offsets are committed only after ``Sink.write`` returned for every batch
+   they cover.
+2. ``write`` is idempotent for a batch identity ``(topic, partition,
+   first_offset, last_offset)``: writing the same batch again leaves the sink
+   as if it was written once (deterministic object names, insert dedup tokens).
+3. A batch's boundaries are recorded by the sink *before* its data is written
+   (``pending_end``), so after a crash between the write and the commit, the
+   runtime re-forms exactly the same batch from the committed offset instead
+   of a differently-cut one that would overlap what was already written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Batch:
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int  # inclusive
+    table: pa.Table  # valid events, with schemas.arrow.arrow_schema()
+    raw_bytes: int  # size of the message values, for metrics
+
+    @property
+    def identity(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.first_offset}-{self.last_offset}"
+
+
+class Sink(Protocol):
+    def pending_end(self, topic: str, partition: int, start_offset: int) -> int | None:
+        """Last offset of a batch starting at ``start_offset`` that was begun but maybe not committed."""
+
+    def begin(self, batch: Batch) -> None:
+        """Record the batch's boundaries durably before writing its data."""
+
+    def write(self, batch: Batch) -> None:
+        """Write the batch idempotently; raise on failure (the runtime retries with backoff)."""

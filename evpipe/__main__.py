@@ -1,0 +1,5 @@
+import sys
+
+from evpipe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The local stack: the pipeline's servers on loopback, without Docker."""

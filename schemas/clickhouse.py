@@ -1,0 +1,46 @@
+"""ClickHouse column definitions and DDL derived from ``FIELDS``."""
+
+from __future__ import annotations
+
+from schemas.fields import FIELDS, Field, Kind
+
+_CLICKHOUSE_TYPES: dict[Kind, str] = {
+    Kind.UUID: "UUID",
+    Kind.TEXT: "String",
+    Kind.TIMESTAMP: "DateTime64(3, 'UTC')",
+    Kind.JSON_OBJECT: "String",  # JSON text; query with JSONExtract*()
+    Kind.SMALLINT: "UInt16",
+}
+
+
+def clickhouse_type(f: Field) -> str:
+    base = _CLICKHOUSE_TYPES[f.kind]
+    if f.low_cardinality and f.kind is Kind.TEXT:
+        base = f"LowCardinality({base})"
+    return base if f.required else f"Nullable({base})"
+
+
+def clickhouse_columns(fields: tuple[Field, ...] = FIELDS) -> list[tuple[str, str]]:
+    return [(f.name, clickhouse_type(f)) for f in fields]
+
+
+def clickhouse_create_table(
+    table: str,
+    fields: tuple[Field, ...] = FIELDS,
+    engine: str = "MergeTree",
+    partition_by: str = "toYYYYMM(received_at)",
+    order_by: str = "(source_id, type, received_at, event_id)",
+    settings: str = "",
+) -> str:
+    """CREATE TABLE IF NOT EXISTS for the events table (engine and keys chosen by the caller)."""
+    columns = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in clickhouse_columns(fields))
+    ddl = (
+        f"CREATE TABLE IF NOT EXISTS {table} (\n    {columns}\n)\n"
+        f"ENGINE = {engine}\nPARTITION BY {partition_by}\nORDER BY {order_by}"
+    )
+    return f"{ddl}\nSETTINGS {settings}" if settings else ddl
+
+
+def clickhouse_add_column(table: str, f: Field) -> str:
+    """Additive migration for one new (optional) field."""
+    return f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{f.name}` {clickhouse_type(f)}"
