@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench NAME [--quick]`; each writes bench/results/NAME.json."""

@@ -1,0 +1,58 @@
+"""Result output shared by every benchmark: a printed table and bench/results/NAME.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REQUIRED_KEYS = ("events_per_s", "baseline_events_per_s", "ratio")
+PIPELINE_KEYS = ("accepted", "archived", "loaded", "duplicates", "p99_ms")
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_result(name: str, result: dict[str, Any], rows: list[dict[str, Any]] | None = None,
+                 pipeline: bool = False) -> Path:
+    """Validate the required keys, stamp date and machine, print a table, write the JSON."""
+    missing = [k for k in REQUIRED_KEYS + (PIPELINE_KEYS if pipeline else ()) if k not in result]
+    if missing:
+        raise ValueError(f"benchmark {name} result lacks {missing}")
+    result = {"name": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine(), **result}
+    if rows:
+        result["rows"] = rows
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print_table(name, rows or [{k: result[k] for k in result if k not in ("rows",)}])
+    print(f"ratio {result['ratio']:.2f} = {result['events_per_s']:,.0f} / {result['baseline_events_per_s']:,.0f} "
+          f"events/s -> {path}")
+    return path
+
+
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[_fmt(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print(f"\n## {title}\n")
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in cells:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
