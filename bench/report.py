@@ -9,6 +9,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from evpipe.table import render_table
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REQUIRED_KEYS = ("events_per_s", "baseline_events_per_s", "ratio")
 PIPELINE_KEYS = ("accepted", "archived", "loaded", "duplicates", "p99_ms")
@@ -38,21 +40,5 @@ def write_result(name: str, result: dict[str, Any], rows: list[dict[str, Any]] |
 
 
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    cells = [[_fmt(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in cells:
-        print("| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |")
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+    if rows:
+        print(f"\n## {title}\n\n{render_table(rows)}")

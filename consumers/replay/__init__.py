@@ -1,0 +1,1 @@
+"""Operator tools: consumer-group offset resets, archive backfills, dead-letter redrive."""
