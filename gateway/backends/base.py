@@ -1,0 +1,61 @@
+"""The contract every backend keeps: ``send`` returns only once the backend durably holds the events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Unavailable(Exception):
+    """The backend cannot take events now: answered 503 with Retry-After.
+
+    ``enqueued`` tells whether any event may still reach the backend (e.g. the
+    producer keeps retrying after the deadline), so the client must resend with
+    the same event ids for the sinks to deduplicate.
+    """
+
+    def __init__(self, reason: str, retry_after: int = 1, enqueued: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.enqueued = enqueued
+
+
+@dataclass(frozen=True)
+class Record:
+    key: bytes
+    value: bytes  # wire format (schemas.envelope)
+    event: dict[str, Any]  # the same envelope as a dict
+
+
+@dataclass(frozen=True)
+class Rejected:
+    index: int
+    reason: str
+    payload: Any  # the original event as parsed, or the raw text when it did not parse
+    source_id: str
+    received_at: str
+
+
+class Backend(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def send(self, records: list[Record], rejected: list[Rejected], deadline: float) -> None:
+        """Store valid records and keep rejected ones for inspection; raise Unavailable past ``deadline`` s."""
+
+    async def ready(self) -> str | None:
+        """None when reachable and not saturated, else the reason it is not ready."""
+
+    def queued(self) -> int:
+        """Events handed to the backend client and not yet acknowledged."""
+
+    async def close(self) -> None:
+        """Flush whatever was accepted, then release connections."""
+
+
+def invalid_document(rejected: Rejected) -> dict[str, Any]:
+    """How a rejected event is kept: the reason next to the original payload."""
+    return {"error": rejected.reason, "payload": rejected.payload, "source_id": rejected.source_id,
+            "received_at": rejected.received_at}

@@ -1,0 +1,149 @@
+"""Stage 3: produce to Kafka with acks=all and idempotence; answer once every delivery report is in.
+
+One poll thread serves librdkafka's delivery reports for the whole process.
+Each request registers one ``_Ack``; its delivery callback counts the
+request's messages down in that thread and wakes the request's asyncio future
+with a single ``call_soon_threadsafe`` when the last one is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError, Producer
+
+from evpipe.kafka import producer_config
+from gateway.backends.base import Rejected, Record, Unavailable, invalid_document
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger("evpipe.gateway.kafka")
+
+
+class _Ack:
+    """Delivery bookkeeping of one request; ``delivered`` runs on the poll thread."""
+
+    __slots__ = ("loop", "future", "remaining", "error", "lock")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[KafkaError | None] = loop.create_future()
+        self.remaining = count
+        self.error: KafkaError | None = None
+        self.lock = threading.Lock()
+
+    def delivered(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None and self.error is None:
+            self.error = err
+        self.settle(1)
+
+    def settle(self, count: int) -> None:
+        with self.lock:
+            self.remaining -= count
+            done = self.remaining == 0
+        if done:
+            self.loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if not self.future.done():
+            self.future.set_result(self.error)
+
+
+class KafkaBackend:
+    name = "kafka"
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.topic = settings.kafka_topic
+        self.invalid_topic = settings.kafka_invalid_topic
+        self.max_queued = settings.gateway_max_queued_events
+        # librdkafka's own queue is sized above our admission bound, so produce() never raises
+        # BufferError halfway through a request: a request is admitted whole or not at all.
+        self.producer = Producer(producer_config(
+            settings,
+            **{"queue.buffering.max.messages": self.max_queued + 2 * settings.gateway_max_batch_events + 1000,
+               "error_cb": self._on_error},
+        ))
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
+        self._ready_cache: tuple[float, str | None] = (0.0, "not checked yet")
+
+    async def start(self) -> None:
+        self._poller.start()
+        reason = await self.ready()
+        if reason:
+            log.warning("kafka backend not ready at start: %s", reason)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.1)
+
+    def _on_error(self, err: KafkaError) -> None:
+        log.warning("kafka: %s", err)
+
+    def queued(self) -> int:
+        return len(self.producer)
+
+    async def send(self, records: list[Record], rejected: list[Rejected], deadline: float) -> None:
+        count = len(records) + len(rejected)
+        if count == 0:
+            return
+        if self.queued() + count > self.max_queued:
+            raise Unavailable(f"producer queue full ({self.max_queued} events waiting for the broker)", 2)
+        ack = _Ack(asyncio.get_running_loop(), count)
+        produced = 0
+        try:
+            produce = self.producer.produce
+            for record in records:
+                produce(self.topic, record.value, record.key, on_delivery=ack.delivered)
+                produced += 1
+            for item in rejected:
+                produce(self.invalid_topic, orjson.dumps(invalid_document(item), default=str),
+                        item.source_id.encode(), on_delivery=ack.delivered,
+                        headers=[("error", item.reason.encode())])
+                produced += 1
+        except (BufferError, KafkaError) as exc:
+            ack.settle(count - produced)
+            raise Unavailable(f"producer refused the events: {exc}", 2, enqueued=produced > 0) from None
+        await self._await(ack, deadline)
+
+    async def _await(self, ack: _Ack, deadline: float) -> None:
+        try:
+            error = await asyncio.wait_for(asyncio.shield(ack.future), deadline)
+        except TimeoutError:
+            raise Unavailable(f"broker did not acknowledge within {deadline:g}s", max(1, int(deadline)),
+                              enqueued=True) from None
+        if error is not None:
+            raise Unavailable(f"broker refused the events: {error.str()}", 2, enqueued=True)
+
+    async def ready(self) -> str | None:
+        if self.queued() > 0.9 * self.max_queued:
+            return f"producer queue nearly full ({self.queued()} of {self.max_queued})"
+        checked, reason = self._ready_cache
+        if time.monotonic() - checked < 1.0:
+            return reason
+        reason = await asyncio.to_thread(self._check_metadata)
+        self._ready_cache = (time.monotonic(), reason)
+        return reason
+
+    def _check_metadata(self) -> str | None:
+        try:
+            metadata = self.producer.list_topics(self.topic, timeout=2.0)
+        except Exception as exc:  # KafkaException: broker unreachable within the timeout
+            return f"broker unreachable: {exc}"
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            return f"topic {self.topic!r} missing: run `evpipe topics create`"
+        return None
+
+    async def close(self) -> None:
+        timeout = max(10.0, 2 * self.settings.gateway_deadline_s)
+        left = await asyncio.to_thread(self.producer.flush, timeout)
+        if left:
+            log.error("kafka: %d events not acknowledged at shutdown (none of them was answered 2xx)", left)
+        self._stop.set()
+        await asyncio.to_thread(self._poller.join, 5.0)

@@ -1,0 +1,78 @@
+"""Turn parsed raw events into wire records and per-index rejections (no I/O here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import segment
+from gateway.backends.base import Rejected, Record
+from gateway.body import ParsedBody
+from schemas.envelope import Enrichment, EventValidator, InvalidEvent
+
+# Keys a native body may carry next to its events (browser clients cannot always set headers).
+WRITE_KEY_FIELDS = ("write_key", "writeKey")
+
+
+@dataclass
+class Outcome:
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def response(self) -> dict[str, Any]:
+        return {"accepted": len(self.records),
+                "rejected": [{"index": r.index, "error": r.reason} for r in self.rejected]}
+
+
+def body_write_key(parsed: ParsedBody, segment_call: bool) -> str | None:
+    """The write key a body carries: batch-level, or inside a single event (removed from it)."""
+    for name in WRITE_KEY_FIELDS:
+        value = parsed.envelope.get(name)
+        if isinstance(value, str):
+            return value
+    if parsed.single and isinstance(parsed.events[0], dict):
+        event = parsed.events[0]
+        for name in WRITE_KEY_FIELDS:
+            value = event.get(name)
+            if isinstance(value, str):
+                if not segment_call:  # Segment treats writeKey as a transport field; native events must not carry it
+                    del event[name]
+                return value
+    return None
+
+
+def check_native_envelope(parsed: ParsedBody) -> str | None:
+    extra = [k for k in parsed.envelope if k not in WRITE_KEY_FIELDS]
+    return f"unknown batch field {extra[0][:60]!r}: a batch body is {{\"batch\": [...]}}" if extra else None
+
+
+def build(parsed: ParsedBody, validator: EventValidator, enrichment: Enrichment,
+          to_native: Callable[[Any], Any] | None = None) -> Outcome:
+    """Validate every event; invalid ones are kept with their index, reason and original payload."""
+    outcome = Outcome()
+    encode = validator.encode
+    for index, raw in enumerate(parsed.events):
+        broken = parsed.broken.get(index)
+        if broken is not None:
+            outcome.rejected.append(Rejected(index, broken[0], broken[1], enrichment.source_id,
+                                             enrichment.received_at))
+            continue
+        try:
+            key, value, event = encode(to_native(raw) if to_native else raw, enrichment)
+        except InvalidEvent as exc:
+            outcome.rejected.append(Rejected(index, str(exc), raw, enrichment.source_id, enrichment.received_at))
+            continue
+        outcome.records.append(Record(key, value, event))
+    return outcome
+
+
+def segment_mapper(call: str | None, parsed: ParsedBody, source_id: str,
+                   received: dt.datetime) -> Callable[[Any], Any]:
+    batch = parsed.envelope
+
+    def to_native(message: Any) -> Any:
+        return segment.to_native(message, call, batch, source_id, received)
+
+    return to_native

@@ -1,0 +1,42 @@
+"""Prometheus metrics of one gateway app (own registry, so several apps can live in one test process)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["GatewayMetrics", "CONTENT_TYPE_LATEST"]
+
+
+class GatewayMetrics:
+    def __init__(self, queued: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("evpipe_gateway_requests", "HTTP requests by route and status.",
+                                ["route", "status"], registry=r)
+        self.accepted = Counter("evpipe_gateway_events_accepted", "Events durably handed to the backend.",
+                                registry=r)
+        self.rejected = Counter("evpipe_gateway_events_rejected", "Events refused, by reason class.",
+                                ["reason"], registry=r)
+        self.backend_latency = Histogram(
+            "evpipe_gateway_backend_latency_seconds", "Time from handing a request's events to the backend "
+            "until it acknowledged all of them.", registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.inflight = Gauge("evpipe_gateway_inflight_events", "Events in requests being processed.", registry=r)
+        self.queued = Gauge("evpipe_gateway_queued_events", "Events handed to the backend client and not yet "
+                            "acknowledged (the producer queue on Kafka).", registry=r)
+        self.queued.set_function(queued)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def reason_class(reason: str) -> str:
+    """A bounded label for a rejection reason: the field name or the first words, never user text."""
+    head = reason.split(":", 1)[0] if ":" in reason else reason
+    head = re.sub(r"\d+", "N", head.split("'", 1)[0]).strip()
+    return head[:40] or "invalid"

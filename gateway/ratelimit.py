@@ -1,0 +1,36 @@
+"""Per-source token buckets counted in events.
+
+A request is admitted when its bucket holds a positive balance, and then pays
+for all of its events even if that drives the balance negative ("debt"): a
+batch larger than the burst is still possible, and the debt delays that
+source's next requests, so the long-run rate stays at the configured one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+
+class RateLimiter:
+    def __init__(self, events_per_s: float, burst: int) -> None:
+        self.rate = events_per_s
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}  # source -> (tokens, last refill)
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def take(self, source: str, events: int, now: float | None = None) -> float:
+        """Charge ``events`` tokens; returns 0 when admitted, else seconds to wait (Retry-After)."""
+        if not self.enabled:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(source, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens <= 0:
+            self._buckets[source] = (tokens, now)
+            return max(1.0, math.ceil((1 - tokens) / self.rate))
+        self._buckets[source] = (tokens - events, now)
+        return 0.0

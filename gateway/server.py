@@ -1,0 +1,58 @@
+"""Run the app under uvicorn with a drain phase on SIGTERM.
+
+uvicorn alone stops accepting connections at once on SIGTERM. A load
+balancer needs a moment to see /readyz fail, so the first SIGTERM (or
+SIGINT) only starts draining: readiness fails and new ingest requests get
+503 for GATEWAY_DRAIN_S, then uvicorn's graceful shutdown runs (in-flight
+requests finish, then the lifespan flushes the producer). A second signal
+shuts down at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import FrameType
+
+import uvicorn
+
+from evpipe.settings import ConfigError
+from gateway.app import Gateway, create_app
+from gateway.auth import KeyConfigError
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger("evpipe.gateway")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, gateway: Gateway, drain_s: float) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+        self.drain_s = drain_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.gateway.draining:
+            super().handle_exit(sig, frame)
+            return
+        log.info("signal %d: draining for %.1fs before shutdown", sig, self.drain_s)
+        self.gateway.begin_drain()
+        timer = threading.Timer(self.drain_s, super().handle_exit, (sig, frame))
+        timer.daemon = True
+        timer.start()
+
+
+def serve(settings: GatewaySettings) -> int:
+    logging.basicConfig(level=settings.gateway_log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app(settings)
+    except (KeyConfigError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    config = uvicorn.Config(
+        app, host=settings.gateway_host, port=settings.gateway_port, loop="uvloop", http="httptools",
+        lifespan="on", access_log=False, log_level=settings.gateway_log_level.lower(),
+        timeout_graceful_shutdown=max(5, int(settings.gateway_deadline_s) + 5),
+    )
+    server = DrainingServer(config, app.state.gateway, settings.gateway_drain_s)
+    server.run()
+    return 0

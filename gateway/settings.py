@@ -1,0 +1,59 @@
+"""GatewaySettings: every knob of the gateway process, read from environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from evpipe.settings import KafkaSettings, PostgresSettings, RedisSettings
+
+DEV_API_KEYS = "dev-key=dev"
+
+
+class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings):
+    gateway_backend: Literal["kafka", "redis", "postgres"] = Field(
+        "kafka", description="Where accepted events go: kafka (stage 3), redis (stage 2) or postgres (stage 1)."
+    )
+    gateway_host: str = Field("127.0.0.1", description="Interface to listen on.")
+    gateway_port: int = Field(8080, ge=0, le=65535, description="HTTP port (serves the API and /metrics).")
+    gateway_api_keys: str = Field(
+        DEV_API_KEYS,
+        description="API keys as key=source_id pairs, comma-separated. The default is for local development "
+        "only (a warning is logged): set this or GATEWAY_API_KEYS_FILE in production.",
+    )
+    gateway_api_keys_file: Path | None = Field(
+        None, description="File with one key=source_id per line (# comments); merged with GATEWAY_API_KEYS."
+    )
+    gateway_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1, description="Largest request body as sent (compressed).")
+    gateway_max_decompressed_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Largest body after gzip decompression (a larger one is cut off: 413)."
+    )
+    gateway_max_event_bytes: int = Field(64 * 1024, ge=256, description="Largest single event (encoded envelope).")
+    gateway_max_batch_events: int = Field(10_000, ge=1, description="Most events in one request.")
+    gateway_rate_limit_events_per_s: float = Field(
+        10_000.0, ge=0, description="Per-key token-bucket refill rate in events/s (0 disables rate limiting)."
+    )
+    gateway_rate_limit_burst: int = Field(100_000, ge=1, description="Per-key token-bucket size in events.")
+    gateway_cors_origins: str = Field(
+        "*", description="Origins allowed to send from browsers, comma-separated ('*' = any, empty = no CORS)."
+    )
+    gateway_trusted_proxies: str = Field(
+        "", description="Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed for the client IP."
+    )
+    gateway_deadline_s: float = Field(
+        5.0, gt=0, description="Longest a request waits for the backend before answering 503 with Retry-After."
+    )
+    gateway_max_queued_events: int = Field(
+        100_000, ge=1, description="Events waiting for the backend across all requests; beyond it: 503 at once."
+    )
+    gateway_drain_s: float = Field(
+        2.0, ge=0, description="On SIGTERM: seconds of failing readiness (new requests 503) before closing."
+    )
+    gateway_redis_max_queue: int = Field(
+        1_000_000, ge=1, description="Redis backend: refuse (503) while the list holds more than this many events."
+    )
+    gateway_postgres_table: str = Field("events", description="Postgres backend: table events are inserted into.")
+    gateway_postgres_pool_size: int = Field(4, ge=1, description="Postgres backend: connections in the pool.")
+    gateway_log_level: str = Field("info", description="Log level: debug, info, warning, error.")
