@@ -1,0 +1,211 @@
+"""The stage-2 worker loop: collect a batch, write it, acknowledge it; heartbeat and reclaim on the side.
+
+Guarantees (see consumers/worker/queue.py for the Redis side):
+
+* nothing is lost: an event leaves the worker's processing list only after the
+  Postgres transaction holding it committed, or when it is dead-lettered (in
+  the same Redis transaction as the acknowledgement);
+* nothing is stored twice: a batch re-delivered after a crash (or written by a
+  worker presumed dead that wakes up) hits the event_id ledger and inserts nothing;
+* Postgres failures are retried with capped exponential backoff for as long as
+  they last; the batch waits in the processing list meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from types import FrameType
+
+import redis
+
+from consumers import pgstore
+from consumers.worker.metrics import WorkerMetrics
+from consumers.worker.queue import ReliableQueue
+from consumers.worker.settings import WorkerSettings
+from consumers.worker.writer import BatchWriter, TransientError, decode_batch
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Backoff:
+    """Capped exponential delay with jitter: initial, 2x, 4x ... up to cap."""
+
+    def __init__(self, initial_s: float, cap_s: float) -> None:
+        self.initial_s, self.cap_s, self.failures = initial_s, cap_s, 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap_s, self.initial_s * 2 ** self.failures)
+        self.failures += 1
+        return delay * random.uniform(0.8, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> None:
+        self.settings = settings
+        self.worker_id = settings.worker_id or default_worker_id()
+        self.metrics = metrics or WorkerMetrics()
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=30, health_check_interval=30)
+        self.queue = ReliableQueue(self.redis, settings.redis_queue_key, self.worker_id)
+        self.writer = BatchWriter(settings.database_url, settings.worker_table,
+                                  application_name=f"evpipe-worker-{self.worker_id}"[:63],
+                                  max_attempts=settings.worker_max_attempts,
+                                  retry_delay_s=settings.worker_backoff_initial_s)
+        self.writer.on_item_failure = lambda: self.metrics.failures.labels("item").inc()
+        self.stop = threading.Event()
+        self.done = threading.Event()  # run() returned: the heartbeat thread stops too
+        self._next_maintenance = 0.0
+        self._schema_ready = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: finishing the current batch, then stopping", signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        self._heartbeat_once()
+        self._reclaim()
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        log.info("worker %s draining %s into %s", self.worker_id, self.queue.main, self.settings.worker_table)
+        try:
+            clean = self._loop()
+        finally:
+            self.done.set()
+            heartbeat.join()
+            self.writer.close()
+        if clean and self.queue.deregister():
+            log.info("worker %s stopped cleanly", self.worker_id)
+            return 0
+        # Drop the heartbeat now so another worker re-queues our events at its next reclaim.
+        self.redis.delete(self.queue.heartbeat_key)
+        log.warning("worker %s stopped with events in flight; another worker re-queues them after %.0f s",
+                    self.worker_id, self.settings.worker_heartbeat_ttl_s)
+        return 1
+
+    def _loop(self) -> bool:
+        while not self.stop.is_set():
+            self._maintain()
+            batch = self._collect()
+            if batch and not self._flush(batch):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ batches
+
+    def _collect(self) -> list[bytes]:
+        """Take events until the batch is full or its oldest event waited WORKER_BATCH_WAIT_MS."""
+        size, wait_s = self.settings.worker_batch_size, self.settings.worker_batch_wait_ms / 1000
+        batch: list[bytes] = []
+        deadline: float | None = None
+        while len(batch) < size and not self.stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            got = self.queue.take(size - len(batch))
+            if not got:
+                # Block briefly so an idle worker costs nothing yet still notices SIGTERM within a second.
+                timeout = 1.0 if deadline is None else min(1.0, deadline - now)
+                item = self.queue.take_blocking(timeout)
+                got = [item] if item is not None else []
+                if not got and deadline is None:
+                    return batch
+            if got and deadline is None:
+                deadline = time.monotonic() + wait_s
+            batch.extend(got)
+        return batch
+
+    def _flush(self, batch: list[bytes]) -> bool:
+        """Write and acknowledge one batch, retrying through Postgres failures; False if given up on stop."""
+        entries, dead, in_batch_duplicates = decode_batch(batch)
+        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s)
+        give_up_at: float | None = None
+        while True:
+            started = time.perf_counter()
+            try:
+                result = self.writer.write(entries)
+                break
+            except TransientError as exc:
+                self.metrics.failures.labels("transient").inc()
+                if self.stop.is_set():
+                    give_up_at = give_up_at or time.monotonic() + self.settings.worker_shutdown_timeout_s
+                    if time.monotonic() >= give_up_at:
+                        return False
+                delay = backoff.next_delay()
+                log.warning("writing %d events failed (%s); retrying in %.1f s", len(entries), exc, delay)
+                time.sleep(delay)
+                if not self._schema_ready:
+                    self._maintain(force=True)  # the failure may be the missing table of a first start
+        self.metrics.insert_seconds.observe(time.perf_counter() - started)
+        dead += result.dead
+        self.queue.ack(len(batch), dead)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.inserted.inc(result.inserted)
+        self.metrics.duplicates.inc(result.duplicates + in_batch_duplicates)
+        self.metrics.dead_letters.inc(len(dead))
+        return True
+
+    # ------------------------------------------------------------------ side duties
+
+    def _maintain(self, force: bool = False) -> None:
+        """Create partitions ahead and apply retention, at start and then every WORKER_MAINTENANCE_INTERVAL_S."""
+        if not force and time.monotonic() < self._next_maintenance:
+            return
+        try:
+            conn = self.writer.connection()
+            pgstore.ensure_schema(conn, self.settings.worker_table,
+                                  days_ahead=self.settings.worker_partition_days_ahead)
+            if self.settings.worker_retention_days:
+                dropped = pgstore.drop_old_partitions(conn, self.settings.worker_table,
+                                                      retention_days=self.settings.worker_retention_days)
+                if dropped:
+                    log.info("retention dropped partitions %s", ", ".join(dropped))
+            self._next_maintenance = time.monotonic() + self.settings.worker_maintenance_interval_s
+            self._schema_ready = True
+        except (TransientError, Exception) as exc:  # maintenance must never stop the draining
+            self.writer.close()
+            log.warning("partition maintenance failed (%s); retrying in 60 s", exc)
+            self._next_maintenance = time.monotonic() + min(60.0, self.settings.worker_maintenance_interval_s)
+
+    def _heartbeat_once(self) -> None:
+        self.queue.heartbeat(self.settings.worker_heartbeat_ttl_s, {"pid": os.getpid(), "host": socket.gethostname()})
+        self.metrics.queue_depth.set(self.queue.depth())
+        self.metrics.processing_depth.set(self.queue.processing_depth())
+
+    def _reclaim(self) -> None:
+        moved = self.queue.reclaim_dead_workers()
+        if moved:
+            log.warning("re-queued %d events from dead workers", moved)
+            self.metrics.reclaimed.inc(moved)
+
+    def _heartbeat_loop(self) -> None:
+        """Heartbeat and reclaim on their own thread, so a long Postgres outage does not look like death."""
+        next_reclaim = time.monotonic() + self.settings.worker_reclaim_interval_s
+        # Keeps beating after SIGTERM while the last batch is retried; stops when run() returns.
+        while not self.done.wait(self.settings.worker_heartbeat_s):
+            try:
+                self._heartbeat_once()
+                if not self.stop.is_set() and time.monotonic() >= next_reclaim:
+                    self._reclaim()
+                    next_reclaim = time.monotonic() + self.settings.worker_reclaim_interval_s
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)

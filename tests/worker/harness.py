@@ -1,0 +1,105 @@
+"""Helpers for the worker tests: settings, worker processes, queue filling, result counting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+from consumers.worker.settings import WorkerSettings
+from consumers.worker.worker import Worker
+from tests.worker.events import make_wire
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Short timings so dead workers are noticed within a few seconds in tests.
+FAST: dict[str, Any] = {
+    "worker_batch_wait_ms": 100, "worker_heartbeat_s": 0.5, "worker_heartbeat_ttl_s": 2.0,
+    "worker_reclaim_interval_s": 1.0, "worker_backoff_initial_s": 0.05, "worker_backoff_max_s": 1.0,
+    "worker_metrics_port": 0, "worker_partition_days_ahead": 1,
+}
+
+
+def settings(database_url: str, redis_url: str, queue: str, table: str, **overrides: Any) -> WorkerSettings:
+    values = {**FAST, "database_url": database_url, "redis_url": redis_url, "redis_queue_key": queue,
+              "worker_table": table, **overrides}
+    return WorkerSettings(**values)
+
+
+def env(s: WorkerSettings) -> dict[str, str]:
+    """The environment that gives a worker process these settings."""
+    out = dict(os.environ)
+    for name, value in s.model_dump().items():
+        out[name.upper()] = str(value)
+    return out
+
+
+def start_process(s: WorkerSettings, worker_id: str = "") -> subprocess.Popen[bytes]:
+    e = env(s)
+    e["WORKER_ID"] = worker_id
+    return subprocess.Popen([sys.executable, "-m", "evpipe", "worker", "--log-level", "WARNING"],
+                            cwd=REPO, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+class ThreadWorker:
+    """A Worker running on a thread of the test process."""
+
+    def __init__(self, s: WorkerSettings) -> None:
+        self.worker = Worker(s)
+        self.exit_code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.exit_code = self.worker.run()
+
+    def __enter__(self) -> Worker:
+        self.thread.start()
+        return self.worker
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.stop.set()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "worker did not stop within 60 s"
+
+
+def push(client: redis.Redis, queue: str, items: list[bytes], chunk: int = 5000) -> None:
+    for i in range(0, len(items), chunk):
+        client.rpush(queue, *items[i:i + chunk])
+
+
+def fill(client: redis.Redis, queue: str, n: int, start: int = 0) -> None:
+    for i in range(start, start + n, 10_000):
+        push(client, queue, make_wire(min(10_000, start + n - i), i))
+
+
+def counts(database_url: str, table: str) -> tuple[int, int]:
+    """(rows, distinct event ids) in the events table."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(f"SELECT count(*), count(DISTINCT event_id) FROM {table}").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+
+def in_flight(client: redis.Redis, queue: str) -> int:
+    """Events in the main list plus every processing list."""
+    total = int(client.llen(queue))
+    for key in client.scan_iter(match=f"{queue}:processing:*"):
+        total += int(client.llen(key))
+    return total
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")

@@ -1,0 +1,71 @@
+"""The reliable queue on real Redis: atomic take, ack, reclaim of dead workers only."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import redis
+
+from consumers.worker.queue import DeadLetter, ReliableQueue
+from tests.providers import Service
+
+
+def _client(redis_server: Service) -> redis.Redis:
+    return redis.Redis.from_url(redis_server.url)
+
+
+def test_provider_is_real(redis_server: Service) -> None:
+    assert redis_server.provider in ("env", "local:redis") or redis_server.provider.startswith("testcontainers:")
+
+
+def test_take_moves_into_processing_and_ack_trims(redis_server: Service, redis_prefix: str) -> None:
+    client, key = _client(redis_server), redis_prefix + "q"
+    client.rpush(key, *[f"e{i}".encode() for i in range(10)])
+    q = ReliableQueue(client, key, "w1")
+    assert q.take(4) == [b"e0", b"e1", b"e2", b"e3"]
+    assert client.lrange(q.processing, 0, -1) == [b"e0", b"e1", b"e2", b"e3"]
+    assert q.depth() == 6
+    assert client.sismember(q.workers, "w1")
+    assert q.take_blocking(0.1) == b"e4"
+    q.ack(3, [DeadLetter(b"bad", "boom", 5)])
+    assert client.lrange(q.processing, 0, -1) == [b"e3", b"e4"]
+    dead = orjson.loads(client.lindex(q.dead, 0))
+    assert dead["item"] == "bad" and dead["error"] == "boom" and dead["attempts"] == 5 and dead["worker"] == "w1"
+    assert q.take(100) == [f"e{i}".encode() for i in range(5, 10)]
+    assert q.take(100) == []
+    assert q.take_blocking(0.05) is None
+
+
+def test_dead_letter_of_binary_item_is_base64(redis_server: Service, redis_prefix: str) -> None:
+    entry = orjson.loads(DeadLetter(b"\xff\xfe", "not JSON", 1).encode("w"))
+    assert entry["item_base64"] == "//4=" and "item" not in entry
+
+
+def test_reclaim_requeues_only_dead_workers_in_order(redis_server: Service, redis_prefix: str) -> None:
+    client, key = _client(redis_server), redis_prefix + "q"
+    client.rpush(key, *[f"e{i}".encode() for i in range(6)])
+    alive, dead, reclaimer = (ReliableQueue(client, key, w) for w in ("alive", "dead", "reclaimer"))
+    alive.heartbeat(30, {})
+    dead.heartbeat(0.2, {})
+    assert alive.take(2) == [b"e0", b"e1"]
+    assert dead.take(2) == [b"e2", b"e3"]
+    assert reclaimer.reclaim_dead_workers() == 0  # both heartbeats live
+    time.sleep(0.3)
+    assert reclaimer.reclaim_dead_workers() == 2
+    assert client.lrange(key, 0, -1) == [b"e2", b"e3", b"e4", b"e5"]  # back at the head, order kept
+    assert client.llen(dead.processing) == 0
+    assert not client.sismember(key + ":workers", "dead")
+    assert client.lrange(alive.processing, 0, -1) == [b"e0", b"e1"]
+
+
+def test_deregister_only_when_nothing_in_flight(redis_server: Service, redis_prefix: str) -> None:
+    client, key = _client(redis_server), redis_prefix + "q"
+    client.rpush(key, b"x")
+    q = ReliableQueue(client, key, "w")
+    q.heartbeat(30, {})
+    q.take(1)
+    assert not q.deregister()
+    q.ack(1, [])
+    assert q.deregister()
+    assert not client.exists(q.heartbeat_key) and not client.sismember(q.workers, "w")

@@ -1,0 +1,121 @@
+"""The worker against real Redis and Postgres: exactly once, poison items, metrics, SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import urllib.request
+
+import orjson
+import psycopg
+import pytest
+import redis
+
+from consumers import pgstore
+from consumers.worker.writer import decode_batch, is_item_error
+from tests.providers import Service
+from tests.worker import harness
+from tests.worker.events import make_event
+
+
+@pytest.fixture
+def rclient(redis_server: Service) -> redis.Redis:
+    return redis.Redis.from_url(redis_server.url)
+
+
+def test_exactly_once(postgres: Service, redis_server: Service, redis_prefix: str, pg_schema: str,
+                      rclient: redis.Redis) -> None:
+    queue, table = redis_prefix + "events", f"{pg_schema}.events"
+    items = harness.make_wire(12_000)
+    harness.push(rclient, queue, items + items[:500])  # re-delivered copies must be ignored
+    s = harness.settings(postgres.url, redis_server.url, queue, table, worker_batch_size=2000)
+    with harness.ThreadWorker(s) as worker:
+        harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 60, "the queue to drain")
+        harness.push(rclient, queue, items[100:200])  # late duplicates, after their originals were stored
+        harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 30, "the duplicates to drain")
+    assert harness.counts(postgres.url, table) == (12_000, 12_000)
+    assert worker.metrics.inserted._value.get() == 12_000
+    assert worker.metrics.duplicates._value.get() == 600
+    assert rclient.llen(queue + ":dead") == 0
+    assert not rclient.sismember(queue + ":workers", worker.worker_id)  # deregistered on stop
+
+
+def test_poison_items_are_dead_lettered_and_the_rest_inserted(
+    postgres: Service, redis_server: Service, redis_prefix: str, pg_schema: str, rclient: redis.Redis
+) -> None:
+    queue, table = redis_prefix + "events", f"{pg_schema}.events"
+    good = harness.make_wire(3000)
+    bad_time = orjson.dumps(dict(make_event(90_001), received_at="not a timestamp"))
+    null_type = orjson.dumps(dict(make_event(90_002), type=None))
+    not_json = b"{oops"
+    items = good[:1000] + [bad_time] + good[1000:2000] + [not_json, null_type] + good[2000:]
+    harness.push(rclient, queue, items)
+    s = harness.settings(postgres.url, redis_server.url, queue, table, worker_max_attempts=3)
+    with harness.ThreadWorker(s) as worker:
+        harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 60, "the queue to drain")
+    assert harness.counts(postgres.url, table) == (3000, 3000)
+    dead = [orjson.loads(x) for x in rclient.lrange(queue + ":dead", 0, -1)]
+    by_item = {d["item"]: d for d in dead}
+    assert set(by_item) == {bad_time.decode(), null_type.decode(), not_json.decode()}
+    assert "22007" in by_item[bad_time.decode()]["error"] and by_item[bad_time.decode()]["attempts"] == 3
+    assert "23502" in by_item[null_type.decode()]["error"]  # NOT NULL
+    assert by_item[not_json.decode()]["error"].startswith("not JSON")
+    assert worker.metrics.dead_letters._value.get() == 3
+
+
+def test_metrics_endpoint(postgres: Service, redis_server: Service, redis_prefix: str, pg_schema: str,
+                          rclient: redis.Redis) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    queue, table = redis_prefix + "events", f"{pg_schema}.events"
+    harness.push(rclient, queue, harness.make_wire(100))
+    s = harness.settings(postgres.url, redis_server.url, queue, table, worker_metrics_port=port)
+    with harness.ThreadWorker(s) as worker:
+        worker.metrics.serve(port)
+        harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 30, "the queue to drain")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for name in ("evpipe_worker_queue_depth", "evpipe_worker_batch_size_bucket", "evpipe_worker_insert_seconds_bucket",
+                 "evpipe_worker_dead_letters_total", "evpipe_worker_events_inserted_total 100.0"):
+        assert name in body, name
+
+
+def test_sigterm_finishes_the_batch_and_exits_cleanly(
+    postgres: Service, redis_server: Service, redis_prefix: str, pg_schema: str, rclient: redis.Redis
+) -> None:
+    queue, table = redis_prefix + "events", f"{pg_schema}.events"
+    s = harness.settings(postgres.url, redis_server.url, queue, table)
+    proc = harness.start_process(s, worker_id="sigterm-w")
+    try:
+        harness.push(rclient, queue, harness.make_wire(2000))
+        harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 60, "the queue to drain")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        proc.kill()
+    assert harness.counts(postgres.url, table) == (2000, 2000)
+    assert not rclient.exists(queue + ":worker:sigterm-w")
+
+
+def test_worker_creates_the_schema(postgres: Service, redis_server: Service, redis_prefix: str,
+                                   pg_schema: str, rclient: redis.Redis) -> None:
+    queue, table = redis_prefix + "events", f"{pg_schema}.events"
+    s = harness.settings(postgres.url, redis_server.url, queue, table)
+    with harness.ThreadWorker(s):
+        harness.push(rclient, queue, harness.make_wire(10))
+        harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 30, "the queue to drain")
+    with psycopg.connect(postgres.url) as conn:
+        assert len(pgstore.partition_days(conn, table)) == 3  # yesterday, today, tomorrow
+
+
+def test_decode_and_error_classification() -> None:
+    a, b = orjson.dumps(make_event(1)), orjson.dumps(make_event(2))
+    entries, dead, dups = decode_batch([a, b, a, b"[1]", b"\xff"])
+    assert [e.item for e in entries] == [a, b] and dups == 1
+    assert len(dead) == 2
+    assert is_item_error(psycopg.errors.NotNullViolation())
+    assert is_item_error(psycopg.errors.InvalidDatetimeFormat())
+    assert not is_item_error(psycopg.errors.AdminShutdown())
+    assert not is_item_error(psycopg.errors.UndefinedTable())  # misconfiguration: retry, never dead-letter
+    assert not is_item_error(psycopg.OperationalError("connection refused"))
