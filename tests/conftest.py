@@ -117,3 +117,22 @@ def s3_bucket(s3: Service) -> str:
 def worker_id(request: pytest.FixtureRequest) -> str:
     """xdist's worker id, or 'main' without xdist."""
     return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
+
+
+@pytest.fixture
+def s3_gateway(s3: Service) -> Iterator[object]:
+    """A radosgw of the test's own on the shared local Ceph cluster, for fault tests.
+
+    Pause/resume (SIGSTOP/SIGCONT) or stop/start it to make "S3 is down" without
+    disturbing the tests sharing the main gateway. Same buckets and credentials as
+    ``s3`` (use ``s3.extra``); its URL is ``s3_gateway.endpoint``. Skipped when S3
+    is not the local Ceph RGW (no process to control).
+    """
+    if s3.provider != "local:ceph-rgw":
+        pytest.skip(f"fault injection needs the local Ceph RGW, S3 is {s3.provider}")
+    from infra.local.ceph import LocalCeph
+    from tests.providers import TEST_S3_PORT, TEST_STATE_DIR
+
+    gateway = LocalCeph(TEST_STATE_DIR, TEST_S3_PORT).gateway()
+    yield gateway
+    gateway.stop()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from evpipe.settings import StateSettings
 from infra.local.broker import DEFAULT_PORT, LocalBroker
 from infra.local.daemon import port_open
+
+if TYPE_CHECKING:
+    from infra.local.ceph import LocalCeph
 
 
 class StackSettings(StateSettings):
@@ -36,8 +39,8 @@ def broker(settings: StackSettings) -> LocalBroker:
     return LocalBroker(settings.evpipe_state_dir.resolve(), settings.evpipe_broker_port)
 
 
-def local_ceph(settings: StackSettings):  # type: ignore[no-untyped-def]
-    from infra.local.ceph import LocalCeph
+def local_ceph(settings: StackSettings) -> LocalCeph:
+    from infra.local.ceph import LocalCeph  # here: keeps `evpipe --help` from importing it
 
     return LocalCeph(settings.evpipe_state_dir.resolve(), settings.evpipe_s3_port)
 
@@ -50,7 +53,9 @@ def up(settings: StackSettings, with_s3: bool) -> list[ComponentStatus]:
     results = [ComponentStatus("broker", True, f"{b.ensure()} tansu on {b.bootstrap}")]
     if with_s3:
         ceph = local_ceph(settings)
-        results.append(ComponentStatus("s3", True, f"{ceph.ensure()} ceph rgw on {ceph.endpoint}"))
+        how = ceph.ensure()
+        keys = f"access key {ceph.credentials().access_key}, secret in {ceph.paths.credentials}"
+        results.append(ComponentStatus("s3", True, f"{how} ceph rgw on {ceph.endpoint} ({keys})"))
     results.append(ComponentStatus("clickhouse", True, f"embedded chdb at {state / 'clickhouse'} (CLICKHOUSE_URL unset)"))
     return results + external_services(settings)
 
@@ -69,10 +74,11 @@ def external_services(settings: StackSettings) -> list[ComponentStatus]:
 def status(settings: StackSettings) -> list[ComponentStatus]:
     b = broker(settings)
     results = [ComponentStatus("broker", b.healthy(), f"tansu on {b.bootstrap}" if b.healthy() else "not running")]
-    ceph_pid = Path(settings.evpipe_state_dir.resolve() / "ceph").exists()
-    if ceph_pid:
+    if (settings.evpipe_state_dir.resolve() / "ceph").exists():  # only once `dev up --s3` made a cluster
         ceph = local_ceph(settings)
-        results.append(ComponentStatus("s3", ceph.healthy(), f"ceph rgw on {ceph.endpoint}"))
+        ok = ceph.healthy()
+        detail = f"ceph rgw on {ceph.endpoint}" if ok else f"not answering on {ceph.endpoint}; run: evpipe dev up --s3"
+        results.append(ComponentStatus("s3", ok, detail))
     return results + external_services(settings)
 
 
