@@ -119,8 +119,14 @@ def worker_id(request: pytest.FixtureRequest) -> str:
     return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
 
 
+from typing import TYPE_CHECKING  # noqa: E402  (kept with the fixture that needs it)
+
+if TYPE_CHECKING:
+    from infra.local.ceph import RadosGateway
+
+
 @pytest.fixture
-def s3_gateway(s3: Service) -> Iterator[object]:
+def s3_gateway(s3: Service) -> Iterator[RadosGateway]:
     """A radosgw of the test's own on the shared local Ceph cluster, for fault tests.
 
     Pause/resume (SIGSTOP/SIGCONT) or stop/start it to make "S3 is down" without
