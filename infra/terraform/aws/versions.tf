@@ -1,0 +1,11 @@
+terraform {
+  required_version = ">= 1.6"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40, < 7.0"
+    }
+  }
+  # State in S3 with locking; fill in per account (`terraform init -backend-config=...`).
+  backend "s3" {}
+}
