@@ -1,0 +1,1 @@
+"""The ClickHouse loader: consumer group B, Kafka -> ClickHouse batch inserts, exactly once."""

@@ -1,0 +1,38 @@
+"""Rows ClickHouse rejected, back to wire-format messages for the dead-letter topic."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pyarrow as pa
+
+from consumers.runtime.deadletter import DeadLetters
+from consumers.runtime.parse import Poison
+from consumers.runtime.sink import Batch
+from schemas.envelope import format_timestamp
+
+
+def wire_values(rows: pa.Table) -> list[bytes]:
+    """Each row as the wire JSON the gateway produced (timestamps ISO 8601 with a Z)."""
+    values = []
+    for row in rows.to_pylist():
+        event = {k: format_timestamp(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}
+        values.append(orjson.dumps(event))
+    return values
+
+
+class DeadLetterRows:
+    """The sink's ``dead_letter`` callback, producing through the runtime's dead-letter producer.
+
+    A batch does not carry each row's offset, so the ``offset`` header holds
+    the batch's first offset and the error names the whole range.
+    """
+
+    def __init__(self, dead_letters: DeadLetters) -> None:
+        self.dead_letters = dead_letters
+
+    def __call__(self, batch: Batch, rows: pa.Table, error: str) -> None:
+        reason = f"rejected by ClickHouse (batch {batch.identity}): {error}"
+        poison = [Poison(batch.first_offset, value, reason) for value in wire_values(rows)]
+        self.dead_letters.send(batch.topic, batch.partition, poison)

@@ -1,0 +1,35 @@
+"""Settings of `evpipe loader`, from environment variables (`evpipe query` reads a subset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from consumers.runtime.settings import ConsumerSettings
+from evpipe.settings import ClickHouseSettings, StateSettings
+
+
+class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings):
+    loader_group_id: str = Field("evpipe-loader", description="Kafka consumer group of the loaders.")
+    loader_consume_replay: bool = Field(
+        True, description="Also load KAFKA_REPLAY_TOPIC (backfills from the archive), not only KAFKA_TOPIC."
+    )
+    loader_dedup_days: int = Field(
+        30, ge=1, description="Days an event_id is remembered: a client retry within this window counts once."
+    )
+    loader_admin_host: str = Field(
+        "0.0.0.0", description="Address of the /metrics (and, embedded engine only, read-only /query) server."
+    )
+    loader_fail_file: Path | None = Field(
+        None, description="Fault injection: while this file exists every ClickHouse write fails (tests, drills)."
+    )
+    # Runtime defaults re-tuned for ClickHouse: inserts of tens of thousands of rows about once a
+    # second per partition keep parts few, and rows visible to analysts within seconds.
+    consumer_batch_max_messages: int = Field(50_000, ge=1, description="Rows per ClickHouse insert (per partition).")
+    consumer_batch_max_age_s: float = Field(
+        1.0, gt=0, description="Insert a partition's batch when its oldest message waited this long."
+    )
+    metrics_port: int = Field(
+        9310, ge=0, le=65535, description="Port of the admin server: /metrics, /healthz, /query (0: any free port)."
+    )

@@ -1,0 +1,192 @@
+"""ClickHouseSink: the loader's implementation of consumers.runtime.sink.Sink.
+
+Exactly-once, in two layers:
+
+1. **Kafka replays** (crash between insert and commit, rebalance): the runtime
+   re-forms the same batch (``pending_end`` reads the ``loader_batches``
+   ledger written by ``begin``), and the insert carries
+   ``insert_deduplication_token = batch.identity``, so ClickHouse drops the
+   repeated block (and does not push it to the rollup view again).
+2. **Client retries** (same event_id at a new offset, the gateway's 5xx/timeout
+   retry case): each batch is staged in a per-process Memory table and inserted
+   with an anti-join against ``event_ids`` (ordered by event_id, so an index
+   lookup) plus ``LIMIT 1 BY event_id`` within the batch. ``count()`` is then
+   right without FINAL; the price is one extra in-server copy of the batch and
+   an ``event_ids`` table (about 24 bytes per event before compression), and
+   the window is ``LOADER_DEDUP_DAYS``: a retry after that counts twice.
+
+``events`` is inserted before ``event_ids``: a crash between the two leaves the
+ids absent, so the replay re-forms the same rows and the token drops them. The
+other order could lose events.
+
+Rows ClickHouse rejects (e.g. an event_id that is not a UUID) are isolated by
+bisection on the stage insert, handed to ``dead_letter`` with the error, and
+the batch goes on without them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
+
+from consumers.loader import metrics
+from consumers.loader.tables import Tables
+from consumers.runtime.sink import Batch
+from schemas.clickhouse import clickhouse_columns
+from schemas.fields import FIELDS, Field
+
+DeadLetter = Callable[[Batch, pa.Table, str], None]
+
+# ClickHouse error codes that mean "this data cannot go in", as opposed to
+# "the server is unavailable or overloaded" (which the runtime retries).
+DATA_ERROR_CODES = frozenset({
+    6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 321, 349, 376, 407, 1001,
+})
+_CODE = re.compile(r"Code: (\d+)")
+
+
+class ClickHouseUnavailable(RuntimeError):
+    """The injected outage (LOADER_FAIL_FILE exists): behaves like a down server."""
+
+
+class UndeliverableRows(RuntimeError):
+    """ClickHouse rejected rows and there is no dead-letter destination to keep them."""
+
+
+def is_data_error(exc: BaseException) -> bool:
+    codes = {int(code) for code in _CODE.findall(str(exc))}
+    return isinstance(exc, DatabaseError) and bool(codes & DATA_ERROR_CODES)
+
+
+class ClickHouseSink:
+    def __init__(
+        self,
+        client: Client,
+        database: str,
+        fields: tuple[Field, ...] = FIELDS,
+        dead_letter: DeadLetter | None = None,
+        fail_file: Path | None = None,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        self.client = client
+        self.tables = Tables(database)
+        self.fields = fields
+        self.dead_letter = dead_letter
+        self.fail_file = fail_file
+        # One ClickHouse client is not safe for concurrent use; the admin
+        # server's /query shares it (and this lock) in embedded mode.
+        self.lock = lock or threading.Lock()
+        self.stage = self.tables.name(f"_loader_stage_{uuid.uuid4().hex[:12]}")
+        columns = ", ".join(f"`{name}` {ctype}" for name, ctype in clickhouse_columns(fields))
+        with self.lock:
+            self.client.command(f"CREATE TABLE IF NOT EXISTS {self.stage} ({columns}) ENGINE = Memory")
+
+    # -- Sink protocol -----------------------------------------------------
+
+    def pending_end(self, topic: str, partition: int, start_offset: int) -> int | None:
+        self._check_available()
+        with self.lock:
+            result = self.client.query(
+                f"SELECT last_offset FROM {self.tables.batches} WHERE topic = {{t:String}} "
+                "AND partition = {p:UInt32} AND first_offset = {o:Int64} ORDER BY begun_at DESC LIMIT 1",
+                parameters={"t": topic, "p": partition, "o": start_offset},
+            )
+        rows = result.result_rows
+        return int(rows[0][0]) if rows else None
+
+    def begin(self, batch: Batch) -> None:
+        self._check_available()
+        with self.lock:
+            self.client.command(
+                f"INSERT INTO {self.tables.batches} (topic, partition, first_offset, last_offset, begun_at) "
+                "VALUES ({t:String}, {p:UInt32}, {f:Int64}, {l:Int64}, now64(3))",
+                parameters={"t": batch.topic, "p": batch.partition, "f": batch.first_offset, "l": batch.last_offset},
+            )
+
+    def write(self, batch: Batch) -> None:
+        self._check_available()
+        started = time.perf_counter()
+        with self.lock:
+            inserted, duplicates, rejected = self._write(batch)
+        metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCHES.inc()
+        metrics.ROWS.labels("inserted").inc(inserted)
+        metrics.ROWS.labels("duplicate").inc(duplicates)
+        metrics.ROWS.labels("rejected").inc(rejected)
+
+    # -- internals ---------------------------------------------------------
+
+    def close(self) -> None:
+        with self.lock:
+            self.client.command(f"DROP TABLE IF EXISTS {self.stage}")
+
+    def _check_available(self) -> None:
+        if self.fail_file is not None and self.fail_file.exists():
+            raise ClickHouseUnavailable(f"injected outage: {self.fail_file} exists")
+
+    def _write(self, batch: Batch) -> tuple[int, int, int]:
+        rows = self._columns(batch.table)
+        if rows.num_rows == 0:
+            return 0, 0, 0
+        self.client.command(f"TRUNCATE TABLE {self.stage}")
+        rejected = self._stage_rows(rows)
+        for bad_rows, error in rejected:
+            self._dead_letter(batch, bad_rows, error)
+        n_rejected = sum(bad.num_rows for bad, _ in rejected)
+        names = ", ".join(f"`{name}`" for name in rows.column_names)
+        fresh = f"{self.stage} WHERE event_id NOT IN " \
+                f"(SELECT event_id FROM {self.tables.event_ids} WHERE event_id IN (SELECT event_id FROM {self.stage}))"
+        new = int(self.client.query(f"SELECT uniqExact(event_id) FROM {fresh}").result_rows[0][0])
+        token = {"insert_deduplication_token": batch.identity, "insert_deduplicate": 1,
+                 "deduplicate_blocks_in_dependent_materialized_views": 1}
+        if new:
+            self.client.command(
+                f"INSERT INTO {self.tables.events} ({names}) SELECT {names} FROM {fresh} LIMIT 1 BY event_id",
+                settings=token,
+            )
+            # After events, never before: see the module docstring.
+            self.client.command(
+                f"INSERT INTO {self.tables.event_ids} (event_id, received_at) "
+                f"SELECT event_id, received_at FROM {self.stage} LIMIT 1 BY event_id",
+                settings=token,
+            )
+        return new, rows.num_rows - n_rejected - new, n_rejected
+
+    def _columns(self, table: pa.Table) -> pa.Table:
+        """The batch's columns this sink's schema knows, in schema order."""
+        present = set(table.column_names)
+        return table.select([f.name for f in self.fields if f.name in present])
+
+    def _stage_rows(self, rows: pa.Table) -> list[tuple[pa.Table, str]]:
+        """Insert rows into the stage; returns the rejected ones, isolated by bisection, with the error."""
+        try:
+            self.client.insert_arrow(self.stage, rows)
+            return []
+        except DatabaseError as exc:
+            if not is_data_error(exc):
+                raise
+            if rows.num_rows == 1:
+                return [(rows, _short(exc))]
+        middle = rows.num_rows // 2
+        return self._stage_rows(rows.slice(0, middle)) + self._stage_rows(rows.slice(middle))
+
+    def _dead_letter(self, batch: Batch, rows: pa.Table, error: str) -> None:
+        if self.dead_letter is None:
+            raise UndeliverableRows(
+                f"ClickHouse rejected {rows.num_rows} row(s) of {batch.identity} and no dead-letter "
+                f"destination is configured: {error}"
+            )
+        self.dead_letter(batch, rows, error)
+
+
+def _short(exc: BaseException, limit: int = 1000) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."

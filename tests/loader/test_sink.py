@@ -1,0 +1,184 @@
+"""ClickHouseSink against the real engine: exactly-once, client retries, rejected rows, ledger, migrations."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from consumers.loader.sink import ClickHouseSink, ClickHouseUnavailable, UndeliverableRows
+from consumers.loader.tables import applied, existing_columns, migrate
+from evpipe.clickhouse import connect
+from schemas.fields import FIELDS, Field, Kind, Origin
+from tests.loader.events import batch, counts, event
+from tests.providers import Service
+
+
+@pytest.fixture
+def client(clickhouse: Service):  # type: ignore[no-untyped-def]
+    return connect(clickhouse.url)
+
+
+@pytest.fixture
+def sink(client, ch_database: str):  # type: ignore[no-untyped-def]
+    migrate(client, ch_database)
+    dead: list[tuple[str, pa.Table, str]] = []
+    s = ClickHouseSink(client, ch_database, dead_letter=lambda b, rows, err: dead.append((b.identity, rows, err)))
+    s.dead = dead  # type: ignore[attr-defined]
+    yield s
+    s.close()
+
+
+def test_provider_is_real(clickhouse: Service) -> None:
+    assert clickhouse.provider in ("env", "local:chdb") or clickhouse.provider.startswith("testcontainers:")
+
+
+def test_migrate_is_idempotent_and_recorded(client, ch_database: str) -> None:  # type: ignore[no-untyped-def]
+    first = migrate(client, ch_database)
+    assert "create events" in first and "create events_per_minute_mv" in first
+    assert migrate(client, ch_database) == []
+    assert set(first) <= applied(client, ch_database)
+    engine = client.query(
+        "SELECT engine, partition_key, sorting_key FROM system.tables WHERE database = {d:String} AND name = 'events'",
+        parameters={"d": ch_database}).result_rows[0]
+    assert engine == ("MergeTree", "toYYYYMM(received_at)", "source_id, type, received_at, event_id")
+    types = dict(client.query(
+        "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = 'events'",
+        parameters={"d": ch_database}).result_rows)
+    assert types["event_id"] == "UUID" and types["type"] == "LowCardinality(String)"
+
+
+def test_batch_written_twice_counts_once(sink: ClickHouseSink, client) -> None:  # type: ignore[no-untyped-def]
+    b = batch([event(i) for i in range(1000)])
+    sink.begin(b)
+    sink.write(b)
+    sink.write(b)  # a replay after a crash between insert and commit
+    assert counts(client, sink.tables.database) == (1000, 1000)
+    rollup = client.query(f"SELECT sum(events) FROM {sink.tables.rollup}").result_rows[0][0]
+    assert rollup == 1000
+
+
+def test_client_retry_with_new_offset_counts_once(sink: ClickHouseSink, client) -> None:  # type: ignore[no-untyped-def]
+    first = [event(i) for i in range(100)]
+    retried = [dict(e, received_at=e["received_at"]) for e in first[:10]]  # same ids, later batch
+    inside = [event(200), event(201)]
+    inside.append(dict(inside[0]))  # the same id twice within one batch
+    sink.write(batch(first, first=0))
+    sink.write(batch(retried + inside, first=100))
+    assert counts(client, sink.tables.database) == (102, 102)
+    rollup = client.query(f"SELECT sum(events) FROM {sink.tables.rollup}").result_rows[0][0]
+    assert rollup == 102
+
+
+def test_pending_end_reads_the_begun_range(sink: ClickHouseSink) -> None:
+    b = batch([event(i) for i in range(5)], topic="t1", partition=3, first=40)
+    assert sink.pending_end("t1", 3, 40) is None
+    sink.begin(b)
+    assert sink.pending_end("t1", 3, 40) == 44
+    assert sink.pending_end("t1", 2, 40) is None and sink.pending_end("t1", 3, 41) is None
+
+
+def test_rejected_rows_go_to_dead_letter_and_the_rest_is_inserted(
+    sink: ClickHouseSink, client  # type: ignore[no-untyped-def]
+) -> None:
+    events = [event(i) for i in range(300)]
+    events[7]["event_id"] = "not-a-uuid"
+    events[250]["event_id"] = "also-bad"
+    b = batch(events, first=1000)
+    sink.write(b)
+    assert counts(client, sink.tables.database) == (298, 298)
+    dead = sink.dead  # type: ignore[attr-defined]
+    assert sorted(row["event_id"] for _, rows, _ in dead for row in rows.to_pylist()) == ["also-bad", "not-a-uuid"]
+    assert all(identity == b.identity and "UUID" in error for identity, _, error in dead)
+
+
+def test_rejected_rows_without_dead_letter_fail_the_batch(client, ch_database: str) -> None:  # type: ignore[no-untyped-def]
+    migrate(client, ch_database)
+    sink = ClickHouseSink(client, ch_database)
+    events = [event(i) for i in range(10)]
+    events[3]["event_id"] = "bad"
+    with pytest.raises(UndeliverableRows, match="no dead-letter"):
+        sink.write(batch(events))
+    assert counts(client, ch_database) == (0, 0)  # nothing half-written: the runtime retries the batch
+    sink.close()
+
+
+def test_fail_file_injects_an_outage(client, ch_database: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    migrate(client, ch_database)
+    flag = tmp_path / "down"
+    sink = ClickHouseSink(client, ch_database, fail_file=flag)
+    b = batch([event(i) for i in range(10)])
+    flag.touch()
+    with pytest.raises(ClickHouseUnavailable):
+        sink.begin(b)
+    with pytest.raises(ClickHouseUnavailable):
+        sink.write(b)
+    flag.unlink()
+    sink.begin(b)
+    sink.write(b)
+    assert counts(client, ch_database) == (10, 10)
+    sink.close()
+
+
+NEW_FIELD = Field("campaign", Kind.TEXT, False, Origin.CLIENT, "Marketing campaign.", max_length=200)
+
+
+def test_live_migration_adds_a_column_while_old_writers_insert(
+    client, ch_database: str, clickhouse: Service  # type: ignore[no-untyped-def]
+) -> None:
+    migrate(client, ch_database)
+    old = ClickHouseSink(connect(clickhouse.url), ch_database)  # its own connection: it runs in a thread
+    errors: list[BaseException] = []
+
+    def keep_writing() -> None:
+        try:
+            for n in range(20):
+                old.write(batch([event(n * 100 + i) for i in range(100)], first=n * 100))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    grown = FIELDS + (NEW_FIELD,)
+    assert migrate(client, ch_database, grown) == ["events add column campaign"]
+    new = ClickHouseSink(client, ch_database, grown)
+    with_campaign = [dict(event(10_000 + i), campaign="spring") for i in range(50)]
+    new.write(dataclasses.replace(batch(with_campaign, first=5000), table=_with_campaign(with_campaign)))
+    writer.join()
+    assert not errors
+    assert "campaign" in existing_columns(client, ch_database, "events")
+    assert counts(client, ch_database) == (2050, 2050)
+    tagged = client.query(f"SELECT count() FROM `{ch_database}`.events WHERE campaign = 'spring'").result_rows[0][0]
+    assert tagged == 50
+    assert migrate(client, ch_database, grown) == []
+    old.close()
+    new.close()
+
+
+def _with_campaign(events: list[dict]) -> pa.Table:  # type: ignore[type-arg]
+    from schemas.arrow import parse_ndjson
+    import orjson
+
+    return parse_ndjson(b"\n".join(orjson.dumps(e) for e in events), FIELDS + (NEW_FIELD,))
+
+
+def test_unique_stage_tables_are_dropped(client, ch_database: str) -> None:  # type: ignore[no-untyped-def]
+    migrate(client, ch_database)
+    sinks = [ClickHouseSink(client, ch_database) for _ in range(2)]
+    assert sinks[0].stage != sinks[1].stage
+    for s in sinks:
+        s.close()
+    left = client.query("SELECT count() FROM system.tables WHERE database = {d:String} AND name LIKE '\\_loader\\_stage%'",
+                        parameters={"d": ch_database}).result_rows[0][0]
+    assert left == 0
+
+
+def test_ids_are_uuid_typed(sink: ClickHouseSink, client) -> None:  # type: ignore[no-untyped-def]
+    wanted = str(uuid.uuid4())
+    sink.write(batch([event(1, event_id=wanted)]))
+    got = client.query(f"SELECT event_id FROM {sink.tables.events}").result_rows[0][0]
+    assert got == uuid.UUID(wanted)
