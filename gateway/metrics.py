@@ -39,4 +39,4 @@ def reason_class(reason: str) -> str:
     """A bounded label for a rejection reason: the field name or the first words, never user text."""
     head = reason.split(":", 1)[0] if ":" in reason else reason
     head = re.sub(r"\d+", "N", head.split("'", 1)[0]).strip()
-    return head[:40] or "invalid"
+    return head[:60] or "invalid"

@@ -1,9 +1,10 @@
 """Per-source token buckets counted in events.
 
-A request is admitted when its bucket holds a positive balance, and then pays
-for all of its events even if that drives the balance negative ("debt"): a
-batch larger than the burst is still possible, and the debt delays that
-source's next requests, so the long-run rate stays at the configured one.
+A request is admitted when its bucket holds a token per event (a full bucket
+for a batch larger than the burst). It then pays for all of its events, which
+may drive the balance negative ("debt"): a batch larger than the burst is
+still possible, and the debt delays that source's next requests, so the
+long-run rate stays at the configured one.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class RateLimiter:
         now = time.monotonic() if now is None else now
         tokens, last = self._buckets.get(source, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens <= 0:
+        need = min(float(events), self.burst)
+        if tokens < need:
             self._buckets[source] = (tokens, now)
-            return max(1.0, math.ceil((1 - tokens) / self.rate))
+            return max(1.0, math.ceil((need - tokens) / self.rate))
         self._buckets[source] = (tokens - events, now)
         return 0.0

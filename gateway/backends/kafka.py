@@ -66,7 +66,8 @@ class KafkaBackend:
         self.producer = Producer(producer_config(
             settings,
             **{"queue.buffering.max.messages": self.max_queued + 2 * settings.gateway_max_batch_events + 1000,
-               "error_cb": self._on_error},
+               # Topics are created deliberately (`evpipe topics create`), with the configured partitions.
+               "allow.auto.create.topics": False, "error_cb": self._on_error},
         ))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
@@ -132,7 +133,7 @@ class KafkaBackend:
 
     def _check_metadata(self) -> str | None:
         try:
-            metadata = self.producer.list_topics(self.topic, timeout=2.0)
+            metadata = self.producer.list_topics(timeout=2.0)  # all topics: naming one may auto-create it
         except Exception as exc:  # KafkaException: broker unreachable within the timeout
             return f"broker unreachable: {exc}"
         topic = metadata.topics.get(self.topic)
