@@ -1,0 +1,482 @@
+"""Kubernetes manifests: every overlay renders, validates against the Kubernetes schemas, and keeps
+the seeds' properties (zero-downtime rollouts, PDBs, autoscaling rules, private data tier)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from tests.deploy.support import (
+    NAMESPACE, OVERLAYS, by_name, config_data, containers, known_env_vars, of_kind, pod_labels, render,
+    selector_matches, workloads,
+)
+
+K8S_VERSION = "1.30.0"  # oldest Kubernetes these manifests support (EKS standard support)
+
+# Schemas for the custom resources kubernetes-validate does not bundle: the fields these
+# manifests rely on, so a typo in a key the controller needs fails here instead of in the cluster.
+_STR = {"type": "string", "minLength": 1}
+CRD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ScaledObject": {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {"apiVersion": {"const": "keda.sh/v1alpha1"}, "spec": {
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers", "minReplicaCount", "maxReplicaCount", "cooldownPeriod"],
+            "properties": {
+                "scaleTargetRef": {"type": "object", "required": ["name"], "properties": {"name": _STR}},
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer"},
+                "pollingInterval": {"type": "integer"},
+                "triggers": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["type", "metadata"],
+                    "properties": {"type": _STR, "metadata": {"type": "object",
+                                                              "additionalProperties": {"type": "string"}}},
+                }},
+            },
+        }},
+    },
+    "TriggerAuthentication": {
+        "type": "object",
+        "properties": {"apiVersion": {"const": "keda.sh/v1alpha1"}, "spec": {
+            "type": "object", "required": ["secretTargetRef"],
+            "properties": {"secretTargetRef": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["parameter", "name", "key"], "additionalProperties": False,
+                "properties": {"parameter": _STR, "name": _STR, "key": _STR},
+            }}},
+        }},
+    },
+    "TargetGroupBinding": {
+        "type": "object",
+        "properties": {"apiVersion": {"const": "elbv2.k8s.aws/v1beta1"}, "spec": {
+            "type": "object", "required": ["serviceRef", "targetGroupARN", "targetType"],
+            "properties": {
+                "targetType": {"enum": ["ip", "instance"]},
+                "targetGroupARN": {"type": "string", "pattern": "^arn:aws:elasticloadbalancing:"},
+                "serviceRef": {"type": "object", "required": ["name", "port"]},
+            },
+        }},
+    },
+    "Rollout": {
+        "type": "object",
+        "properties": {"apiVersion": {"const": "argoproj.io/v1alpha1"}, "spec": {
+            "type": "object", "required": ["selector", "strategy"],
+            "properties": {"strategy": {"type": "object", "required": ["canary"]}},
+        }},
+    },
+    "AnalysisTemplate": {
+        "type": "object",
+        "properties": {"apiVersion": {"const": "argoproj.io/v1alpha1"}, "spec": {
+            "type": "object", "required": ["metrics"],
+            "properties": {"metrics": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["name", "provider", "successCondition"],
+            }}},
+        }},
+    },
+}
+
+
+@pytest.fixture(params=OVERLAYS)
+def objects(request: pytest.FixtureRequest) -> tuple[dict[str, Any], ...]:
+    return render(request.param)
+
+
+def app_workloads(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    return [w for w in workloads(objects) if pod_labels(w).get("evpipe.io/tier") == "app"]
+
+
+# ---- schema validation --------------------------------------------------------------------------
+
+
+def test_every_object_validates_against_its_schema(objects: tuple[dict[str, Any], ...]) -> None:
+    checked = 0
+    for obj in objects:
+        if obj["kind"] in CRD_SCHEMAS:
+            jsonschema.validate(obj, CRD_SCHEMAS[obj["kind"]])
+        else:
+            # strict: unknown fields (a misspelt key Kubernetes would silently drop) are errors.
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        checked += 1
+    assert checked == len(objects) > 10
+
+
+def test_namespaced_objects_land_in_the_evpipe_namespace(objects: tuple[dict[str, Any], ...]) -> None:
+    for obj in objects:
+        if obj["kind"] == "Namespace":
+            assert obj["metadata"]["name"] == NAMESPACE
+            assert obj["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        else:
+            assert obj["metadata"].get("namespace") == NAMESPACE, obj["metadata"]["name"]
+
+
+def test_config_holds_only_variables_the_app_reads(objects: tuple[dict[str, Any], ...]) -> None:
+    # A misspelt variable would be ignored by pydantic-settings (extra="ignore") and the default used.
+    known = known_env_vars()
+    unknown = set(config_data(objects)) - known
+    assert not unknown, f"evpipe-config sets variables no settings class reads: {sorted(unknown)}"
+    for workload in app_workloads(objects):
+        for container in containers(workload):
+            names = {e["name"] for e in container.get("env", [])}
+            assert names <= known, f"{workload['metadata']['name']}: unknown env {sorted(names - known)}"
+
+
+def test_stage_selects_its_backend() -> None:
+    assert config_data(render("stage1"))["GATEWAY_BACKEND"] == "postgres"
+    assert config_data(render("stage2"))["GATEWAY_BACKEND"] == "redis"
+    stage3 = config_data(render("stage3"))
+    assert stage3["GATEWAY_BACKEND"] == "kafka"
+    assert stage3["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert stage3["ARCHIVE_URI"].startswith("s3://")
+    kinds = {o["metadata"]["name"] for o in workloads(render("stage3"))}
+    assert {"evpipe-gateway", "evpipe-archiver", "evpipe-loader"} <= kinds
+    assert "evpipe-worker" not in kinds and "evpipe-postgres" not in kinds
+    assert "evpipe-worker" in {o["metadata"]["name"] for o in workloads(render("stage2"))}
+
+
+# ---- workloads ----------------------------------------------------------------------------------
+
+
+def test_rollouts_never_drop_capacity(objects: tuple[dict[str, Any], ...]) -> None:
+    for deployment in of_kind(objects, "Deployment"):
+        strategy = deployment["spec"]["strategy"]
+        assert strategy["type"] == "RollingUpdate"
+        assert strategy["rollingUpdate"]["maxUnavailable"] == 0, deployment["metadata"]["name"]
+
+
+def test_every_container_has_probes_resources_and_a_locked_down_context(objects: tuple[dict[str, Any], ...]) -> None:
+    for workload in workloads(objects):
+        name = workload["metadata"]["name"]
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert not pod.get("hostNetwork") and not pod.get("hostPID"), name
+        assert pod.get("automountServiceAccountToken") is False, name
+        for container in pod["containers"]:
+            assert "livenessProbe" in container and "readinessProbe" in container, name
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), f"{name} {kind}"
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert all("hostPort" not in port for port in container.get("ports", [])), name
+
+
+def test_app_images_come_from_the_registry_with_a_fixed_tag(objects: tuple[dict[str, Any], ...]) -> None:
+    for workload in app_workloads(objects):
+        for container in containers(workload):
+            image = container["image"]
+            assert re.fullmatch(r"\d+\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/evpipe:[\w.-]+", image), image
+            assert not image.endswith(":latest")
+
+
+def _cpu(value: str) -> float:
+    return float(value[:-1]) / 1000 if str(value).endswith("m") else float(value)
+
+
+def _mem(value: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(value[:-2]) * units[value[-2:]] if value[-2:] in units else int(value)
+
+
+def test_resources_follow_the_seeds_profiles() -> None:
+    stage2 = render("stage2")
+    stage3 = render("stage3")
+    gateway = containers(by_name(stage3, "Deployment", "evpipe-gateway"))[0]["resources"]
+    # API: CPU-hungry, scales out on CPU (HPA below) - it gets the biggest CPU share per byte of memory.
+    assert _cpu(gateway["requests"]["cpu"]) >= 0.5
+    assert _cpu(gateway["requests"]["cpu"]) / _mem(gateway["requests"]["memory"]) * 2**30 >= 2
+    # Workers: CPU and network, on the network-optimised node pool.
+    for name in ("evpipe-archiver", "evpipe-loader"):
+        deployment = by_name(stage3, "Deployment", name)
+        affinity = deployment["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+        pools = affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["preference"]["matchExpressions"][0]
+        assert pools["values"] == ["network"], name
+    # Redis: RAM-bound and scaled vertically - guaranteed memory (requests == limits).
+    redis = containers(by_name(stage2, "StatefulSet", "evpipe-redis"))[0]
+    assert redis["resources"]["requests"]["memory"] == redis["resources"]["limits"]["memory"]
+    assert "noeviction" in redis["args"]
+    for objects in (stage2, stage3):
+        for workload in workloads(objects):
+            for container in containers(workload):
+                res = container["resources"]
+                assert _mem(res["limits"]["memory"]) >= _mem(res["requests"]["memory"])
+                assert _cpu(res["limits"]["cpu"]) >= _cpu(res["requests"]["cpu"])
+
+
+def test_every_workload_has_a_disruption_budget(objects: tuple[dict[str, Any], ...]) -> None:
+    pdbs = of_kind(objects, "PodDisruptionBudget")
+    for workload in app_workloads(objects):
+        if workload["kind"] == "Rollout":
+            continue  # takes over the Deployment's pods and labels
+        covering = [p for p in pdbs if selector_matches(p["spec"]["selector"], pod_labels(workload))]
+        assert len(covering) == 1, f"{workload['metadata']['name']}: {len(covering)} PDBs"
+        budget = covering[0]["spec"]
+        assert budget.get("maxUnavailable") not in (None, 0, "0%") or budget.get("minAvailable") is not None
+
+
+# ---- autoscaling --------------------------------------------------------------------------------
+
+
+def test_gateway_scales_on_cpu_above_70_percent(objects: tuple[dict[str, Any], ...]) -> None:
+    hpa = by_name(objects, "HorizontalPodAutoscaler", "evpipe-gateway")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "evpipe-gateway"
+    (metric,) = hpa["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600  # idle 10 min -> scale in
+    assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] > hpa["minReplicas"]
+
+
+def test_seeds_api_tier_is_5_to_50_from_stage_2() -> None:
+    for overlay in ("stage2", "stage3"):
+        hpa = by_name(render(overlay), "HorizontalPodAutoscaler", "evpipe-gateway")["spec"]
+        assert (hpa["minReplicas"], hpa["maxReplicas"]) == (5, 50)
+
+
+def _scaled_object_for(objects: tuple[dict[str, Any], ...], deployment: str) -> dict[str, Any]:
+    found = [s for s in of_kind(objects, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"] == deployment]
+    assert len(found) == 1, f"{deployment}: {len(found)} ScaledObjects"
+    spec = found[0]["spec"]
+    assert spec["cooldownPeriod"] == 600
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"][
+        "stabilizationWindowSeconds"] == 600
+    return spec
+
+
+def test_workers_scale_on_redis_list_length_over_500() -> None:
+    objects = render("stage2")
+    spec = _scaled_object_for(objects, "evpipe-worker")
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "redis"
+    assert trigger["metadata"]["listLength"] == "500"
+    # KEDA must watch the very list the gateway pushes to and the workers drain.
+    from evpipe.settings import RedisSettings
+
+    queue_key = config_data(objects).get("REDIS_QUEUE_KEY", RedisSettings.model_fields["redis_queue_key"].default)
+    assert trigger["metadata"]["listName"] == queue_key
+    auth = by_name(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} >= {"address", "password"}
+
+
+def test_consumer_groups_scale_on_their_own_kafka_lag() -> None:
+    objects = render("stage3")
+    groups = {"evpipe-loader": _group_id("consumers.loader.settings", "LoaderSettings", "loader_group_id"),
+              "evpipe-archiver": _group_id("consumers.archiver.settings", "ArchiverSettings", "archiver_group_id")}
+    partitions = int(config_data(objects)["KAFKA_PARTITIONS"])
+    for deployment, group in groups.items():
+        spec = _scaled_object_for(objects, deployment)
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "kafka"
+        meta = trigger["metadata"]
+        if group is not None:  # the group KEDA measures must be the one the process joins
+            assert meta["consumerGroup"] == group, deployment
+        assert meta["topic"] == config_data(objects)["KAFKA_TOPIC"]
+        assert meta["bootstrapServersFromEnv"] == "KAFKA_BOOTSTRAP_SERVERS"
+        assert int(meta["lagThreshold"]) > 0
+        # More members than partitions would sit idle.
+        assert spec["maxReplicaCount"] <= partitions
+    assert "evpipe-kafka" in {a["metadata"]["name"] for a in of_kind(objects, "TriggerAuthentication")}
+
+
+def _group_id(module: str, cls: str, field: str) -> str | None:
+    try:
+        settings = getattr(__import__(module, fromlist=[cls]), cls)
+    except ModuleNotFoundError:
+        return None
+    return str(settings.model_fields[field].default) if field in settings.model_fields else None
+
+
+# ---- exposure and network policy ------------------------------------------------------------------
+
+
+def test_only_the_gateway_is_exposed(objects: tuple[dict[str, Any], ...]) -> None:
+    for service in of_kind(objects, "Service"):
+        assert service["spec"].get("type", "ClusterIP") == "ClusterIP", service["metadata"]["name"]
+    assert not of_kind(objects, "Ingress"), "the ALB comes from Terraform; no Ingress creates another"
+    bindings = of_kind(objects, "TargetGroupBinding")
+    assert [b["spec"]["serviceRef"]["name"] for b in bindings] == ["evpipe-gateway"]
+    service = by_name(objects, "Service", "evpipe-gateway")
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "gateway"
+
+
+def _policies_for(objects: tuple[dict[str, Any], ...], labels: dict[str, str], kind: str) -> list[dict[str, Any]]:
+    return [p for p in of_kind(objects, "NetworkPolicy")
+            if kind in p["spec"].get("policyTypes", []) and selector_matches(p["spec"]["podSelector"], labels)]
+
+
+def test_everything_is_denied_unless_allowed(objects: tuple[dict[str, Any], ...]) -> None:
+    deny = by_name(objects, "NetworkPolicy", "default-deny-all")["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+
+
+def test_only_the_load_balancer_and_monitoring_reach_the_gateway(objects: tuple[dict[str, Any], ...]) -> None:
+    from tests.deploy.support import subnet_cidrs
+
+    public = subnet_cidrs("public")
+    gateway = pod_labels(by_name(objects, "Deployment", "evpipe-gateway"))
+    peers = [peer for p in _policies_for(objects, gateway, "Ingress") for rule in p["spec"].get("ingress", [])
+             for peer in rule.get("from", [])]
+    assert peers, "the gateway must admit the ALB"
+    import ipaddress
+
+    for peer in peers:
+        if "ipBlock" in peer:
+            block = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+            # Only the public subnets (where the ALB's nodes live) - nothing wider.
+            assert all(any(s.subnet_of(block) for s in public) for s in public)
+            assert block.num_addresses <= sum(s.num_addresses for s in public) * 2, block
+        else:
+            assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
+
+def test_data_tier_admits_only_the_app_tier() -> None:
+    covered = 0
+    for overlay in OVERLAYS:
+        objects = render(overlay)
+        for workload in workloads(objects):
+            labels = pod_labels(workload)
+            if labels.get("evpipe.io/tier") != "data":
+                continue
+            policies = _policies_for(objects, labels, "Ingress")
+            assert policies, f"{overlay}: no ingress policy covers {workload['metadata']['name']}"
+            for policy in policies:
+                for rule in policy["spec"].get("ingress", []):
+                    assert rule.get("from"), f"{policy['metadata']['name']}: a rule without `from` admits anyone"
+                    for peer in rule["from"]:
+                        assert set(peer) == {"podSelector"}, f"{policy['metadata']['name']}: {peer}"
+                        assert peer["podSelector"] == {"matchLabels": {"evpipe.io/tier": "app"}}
+            covered += 1
+    assert covered >= 3  # stage-1 Postgres, stage-2 Postgres and Redis
+
+
+def test_app_tier_egress_is_limited_to_dns_and_the_data_tier(objects: tuple[dict[str, Any], ...]) -> None:
+    from tests.deploy.support import subnet_cidrs
+
+    import ipaddress
+
+    data = subnet_cidrs("data")
+    for workload in app_workloads(objects):
+        labels = pod_labels(workload)
+        policies = _policies_for(objects, labels, "Egress")
+        assert any(p["metadata"]["name"] == "default-deny-all" for p in policies)
+        for policy in policies:
+            for rule in policy["spec"].get("egress", []):
+                assert rule.get("to") and rule.get("ports"), f"{policy['metadata']['name']}: unrestricted egress"
+                for peer in rule["to"]:
+                    if "ipBlock" not in peer:
+                        continue
+                    block = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+                    if block.prefixlen == 0:
+                        # Only the archiver may leave the VPC, only on 443 (S3, STS), never to private ranges.
+                        assert labels["app.kubernetes.io/component"] == "archiver", policy["metadata"]["name"]
+                        assert [p["port"] for p in rule["ports"]] == [443]
+                        assert "10.0.0.0/8" in peer["ipBlock"]["except"]
+                    else:
+                        assert all(s.subnet_of(block) for s in data) and block.prefixlen >= 20, block
+
+
+# ---- gateway drain and probes ------------------------------------------------------------------------
+
+
+def _gateway_routes() -> set[tuple[str, str]]:
+    from starlette.routing import Route
+
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings
+
+    app = create_app(GatewaySettings(), backend=_IdleBackend())
+    return {(route.path, method) for route in app.routes if isinstance(route, Route) for method in route.methods or ()}
+
+
+class _IdleBackend:
+    """Enough of gateway.backends.base.Backend to build the app without a server."""
+
+    name = "idle"
+
+    async def start(self) -> None: ...
+
+    async def send(self, records: Any, rejected: Any, deadline: float) -> None: ...
+
+    async def ready(self) -> str | None:
+        return None
+
+    def queued(self) -> int:
+        return 0
+
+    async def close(self) -> None: ...
+
+
+def test_gateway_probes_hit_routes_the_gateway_serves(objects: tuple[dict[str, Any], ...]) -> None:
+    routes = _gateway_routes()
+    workload = by_name(objects, "Deployment", "evpipe-gateway")
+    (container,) = containers(workload)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == int(config_data(objects)["GATEWAY_PORT"])
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and (path, "GET") in routes, f"{probe} -> {get['path']}"
+        assert get["port"] in ports
+    annotations = workload["spec"]["template"]["metadata"]["annotations"]
+    assert ("/metrics", "GET") in routes and annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == ports["http"]
+
+
+def test_gateway_termination_covers_prestop_and_drain(objects: tuple[dict[str, Any], ...]) -> None:
+    from tests.deploy.support import first, resource
+
+    workload = by_name(objects, "Deployment", "evpipe-gateway")
+    pod = workload["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    sleep = int(command[1])
+    config = config_data(objects)
+    drain = float(config["GATEWAY_DRAIN_S"]) + float(config["GATEWAY_DEADLINE_S"])
+    flush = 10  # producer flush of what was accepted
+    assert pod["terminationGracePeriodSeconds"] >= sleep + drain + flush
+    # Deregistration from the ALB target group (Terraform) completes before SIGTERM reaches the app.
+    target_group = resource("aws_lb_target_group", "gateway")
+    assert int(target_group["deregistration_delay"]) <= sleep
+    assert first(target_group["health_check"])["path"] == "/readyz"
+
+
+def test_consumers_probe_their_metrics_port(objects: tuple[dict[str, Any], ...]) -> None:
+    config = config_data(objects)
+    for workload in app_workloads(objects):
+        name = workload["metadata"]["name"]
+        if name == "evpipe-gateway" or workload["kind"] == "Rollout":
+            continue
+        (container,) = containers(workload)
+        port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        configured = env.get("WORKER_METRICS_PORT") if name == "evpipe-worker" else config.get("METRICS_PORT")
+        assert configured is not None and int(configured) == port, name
+        assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+        assert int(workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]) == port
+
+
+# ---- canary ---------------------------------------------------------------------------------------
+
+
+def test_canary_goes_10_50_100_gated_on_error_rate() -> None:
+    objects = render("stage3-canary")
+    rollout = by_name(objects, "Rollout", "evpipe-gateway")["spec"]
+    assert rollout["workloadRef"]["name"] == "evpipe-gateway"
+    canary = rollout["strategy"]["canary"]
+    weights = [step["setWeight"] for step in canary["steps"] if "setWeight" in step]
+    assert weights == [10, 50, 100]
+    assert all("pause" in step or "setWeight" in step for step in canary["steps"])
+    (template,) = canary["analysis"]["templates"]
+    analysis = by_name(objects, "AnalysisTemplate", template["templateName"])["spec"]
+    queries = [m["provider"]["prometheus"]["query"] for m in analysis["metrics"]]
+    assert any('status=~"5.."' in q for q in queries)
+    assert all("{{args.canary-hash}}" in q for q in queries)
+    hpa = by_name(objects, "HorizontalPodAutoscaler", "evpipe-gateway")["spec"]["scaleTargetRef"]
+    assert (hpa["kind"], hpa["name"]) == ("Rollout", "evpipe-gateway")
