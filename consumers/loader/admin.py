@@ -3,13 +3,15 @@
 ``/query`` exists for the embedded engine: chdb locks its data directory, so
 while the loader runs, `evpipe query` cannot open it and asks the loader
 instead (POST the SQL as the body; JSON ``{"columns": [...], "rows": [...]}``
-back). Queries run with ``readonly=2``, so nothing can be written or dropped
-through it, and share the loader's client under its lock (an insert and a
-query never interleave on one chdb connection).
+back). Only reading statements are accepted (see ``query.check_read_only``),
+only from loopback clients (it is meant for `evpipe query` on the same host),
+and they share the loader's client under its lock (an insert and a query never
+interleave on one chdb connection).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
@@ -99,7 +101,9 @@ class AdminServer:
                 self._query(sql, parse_qs(url.query).get("database", [""])[0])
 
             def _query(self, sql: str, database: str) -> None:
-                if admin.client is None:
+                if not ipaddress.ip_address(self.client_address[0]).is_loopback:
+                    self._send(403, b"/query answers loopback clients only\n", "text/plain")
+                elif admin.client is None:
                     self._send(404, b"/query is served only when the loader runs the embedded engine\n",
                                "text/plain")
                 elif not sql.strip():

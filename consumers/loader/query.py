@@ -14,6 +14,7 @@ import decimal
 import io
 import ipaddress
 import json
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -23,8 +24,12 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-# A read-only query may still set per-query settings (readonly=2); writes and DDL fail.
-READONLY = {"readonly": 2}
+# Statements the loader's /query endpoint runs. ClickHouse's own `readonly` setting cannot
+# be used there: on the embedded engine it is applied to the shared session, and a failed
+# statement leaves it set (it then forbids the loader's own inserts).
+READ_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
+_COMMENTS = re.compile(r"(--[^\n]*\n|/\*.*?\*/|\s+)*", re.S)
+_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.I)
 
 
 class QueryError(RuntimeError):
@@ -55,11 +60,27 @@ def plain(value: Any) -> Any:
     return value
 
 
+def check_read_only(sql: str) -> None:
+    """Raise QueryError unless ``sql`` is one reading statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)."""
+    body = sql[_COMMENTS.match(sql).end():]  # type: ignore[union-attr]
+    first = (body.split(None, 1) or [""])[0].upper().rstrip("(")
+    if first not in READ_STATEMENTS:
+        raise QueryError(f"read-only endpoint: {first or 'an empty query'} is not allowed "
+                         f"(only {', '.join(sorted(READ_STATEMENTS))})")
+    if ";" in body.rstrip().rstrip(";") or _OUTFILE.search(body):
+        raise QueryError("read-only endpoint: one statement, and no INTO OUTFILE")
+
+
 def run_local(client: Client, sql: str, database: str | None = None, readonly: bool = False) -> Result:
-    settings: dict[str, Any] = dict(READONLY) if readonly else {}
-    if database:
-        settings["database"] = database
-    result = client.query(sql, settings=settings)
+    """Run on a client; ``database`` resolves unqualified names (the caller serialises use of the client)."""
+    if readonly:
+        check_read_only(sql)
+    previous = client.database
+    client.database = database or previous
+    try:
+        result = client.query(sql)
+    finally:
+        client.database = previous
     return Result(list(result.column_names), [list(row) for row in result.result_rows])
 
 
@@ -82,8 +103,9 @@ def endpoint_file(data_path: Path) -> Path:
     return data_path.with_name(data_path.name + ".query-endpoint")
 
 
-def is_locked(exc: BaseException) -> bool:
-    text = str(exc)
+def is_locked(error: BaseException | str) -> bool:
+    """Whether an embedded engine refused to open because another process holds its directory."""
+    text = str(error)
     return "Cannot lock file" in text or "Another server instance" in text
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 
 from evpipe.settings import ClickHouseSettings, StateSettings, describe, load
 
@@ -61,9 +65,11 @@ def execute(settings: QuerySettings, sql: str) -> object:
     path = embedded_path(settings.clickhouse_url, settings.evpipe_state_dir)
     database = settings.clickhouse_database
     try:
-        client = connect(settings.clickhouse_url, settings.evpipe_state_dir)
+        with engine_stderr() as captured:
+            client = connect(settings.clickhouse_url, settings.evpipe_state_dir)
     except Exception as exc:
-        if path is None or not is_locked(exc):
+        locked = is_locked(exc) or is_locked("".join(captured))
+        if path is None or not locked:
             raise QueryError(f"cannot connect to ClickHouse: {exc}") from None
         endpoint = endpoint_file(path)
         if not endpoint.exists():
@@ -76,6 +82,23 @@ def execute(settings: QuerySettings, sql: str) -> object:
         return run_local(client, sql, _existing(client, database))
     except ClickHouseError as exc:
         raise QueryError(str(exc).strip()) from None
+
+
+@contextlib.contextmanager
+def engine_stderr() -> Iterator[list[str]]:
+    """Capture what the embedded engine prints on file descriptor 2 (its reason for refusing a locked path)."""
+    captured: list[str] = []
+    with tempfile.TemporaryFile() as log:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            captured.append(log.read().decode(errors="replace"))
 
 
 def _existing(client: object, database: str) -> str | None:
