@@ -20,6 +20,7 @@ an event re-delivered after its day was dropped is stored again (as new).
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from schemas.fields import FIELDS, Kind
 from schemas.postgres import postgres_create_table
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in FIELDS)
+_RECEIVED_AT = COLUMNS.index("received_at")
+_ROW = operator.itemgetter(*COLUMNS)
 _PARTITION_SUFFIX = re.compile(r"_p(\d{8})$")
 _STAGE_TABLE = "evpipe_stage"
 _PG_ARRAY_TYPES: dict[Kind, str] = {
@@ -198,7 +201,10 @@ def _table_text(names: TableNames) -> str:
 
 def event_row(event: dict[str, Any]) -> tuple[Any, ...]:
     """One wire-format envelope as a row in ``COLUMNS`` order (text values; Postgres parses them)."""
-    return tuple(event.get(name) for name in COLUMNS)
+    try:
+        return _ROW(event)  # type: ignore[no-any-return]  # the wire format carries every field
+    except KeyError:
+        return tuple(event.get(name) for name in COLUMNS)
 
 
 def unique_rows(events: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -253,26 +259,46 @@ async def insert_events_async(
 def insert_rows_copy(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], table: str = "events") -> int:
     """Idempotently insert rows (``COLUMNS`` order, unique event_ids) with COPY; returns how many were new.
 
-    COPY into a per-session temporary staging table, then one insert-select
-    that claims ids in the ledger and inserts the claimed rows, all in one
-    transaction: a crash before commit leaves nothing, a re-delivered batch
-    after commit inserts nothing.
+    One transaction. The common case, no id seen before, costs two COPYs: the
+    ids into the ledger (under a savepoint), then the rows into the events
+    table. If the ledger COPY hits a stored id (a re-delivery or a client
+    retry; it waits for a concurrent writer of the same id to finish first),
+    the savepoint is rolled back and the batch goes through the staging step:
+    COPY into a temporary table, then one insert-select that claims ids with
+    ON CONFLICT DO NOTHING and inserts exactly the claimed rows.
     """
     if not rows:
         return 0
     names = TableNames.parse(table)
-    stage = sql.Identifier(_STAGE_TABLE)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+    # Sorted ids: concurrent writers of overlapping batches lock ledger keys in one order (no deadlock).
+    rows = sorted(rows, key=lambda row: row[0] or "")
     with conn.transaction():
-        conn.execute(sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        ).format(stage, names.events))
-        with conn.cursor() as cur:
-            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(_claim_and_insert(sql.SQL("SELECT * FROM {}").format(stage), names))
-            return max(cur.rowcount, 0)
+        try:
+            with conn.transaction():
+                _copy(conn, names.ledger, ("event_id", "received_at"), ((r[0], r[_RECEIVED_AT]) for r in rows))
+        except psycopg.errors.UniqueViolation:
+            return _insert_via_staging(conn, names, rows)
+        _copy(conn, names.events, COLUMNS, rows)
+        return len(rows)
+
+
+def _insert_via_staging(conn: psycopg.Connection[Any], names: TableNames, rows: Sequence[tuple[Any, ...]]) -> int:
+    stage = sql.Identifier(_STAGE_TABLE)
+    conn.execute(sql.SQL(
+        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    ).format(stage, names.events))
+    _copy(conn, stage, COLUMNS, rows)
+    cur = conn.execute(_claim_and_insert(sql.SQL("SELECT * FROM {}").format(stage), names))
+    return max(cur.rowcount, 0)
+
+
+def _copy(conn: psycopg.Connection[Any], target: sql.Identifier, columns: Sequence[str],
+          rows: Iterable[tuple[Any, ...]]) -> None:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    with conn.cursor() as cur:
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)) as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def insert_events(conn: psycopg.Connection[Any], events: Iterable[dict[str, Any]], table: str = "events") -> int:
@@ -282,10 +308,5 @@ def insert_events(conn: psycopg.Connection[Any], events: Iterable[dict[str, Any]
 
 def copy_rows_raw(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], table: str = "events") -> None:
     """Plain COPY into the events table, no dedup: the benchmark's raw baseline only."""
-    names = TableNames.parse(table)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
     with conn.transaction():
-        with conn.cursor() as cur:
-            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(names.events, cols)) as copy:
-                for row in rows:
-                    copy.write_row(row)
+        _copy(conn, TableNames.parse(table).events, COLUMNS, rows)

@@ -3,19 +3,22 @@
 Keys, for ``REDIS_QUEUE_KEY = Q``:
 
 * ``Q``: the list the gateway RPUSHes wire-format events to; workers take from the left.
-* ``Q:processing:<id>``: the events a worker has taken and not yet acknowledged,
-  in the order taken. Every move into it is atomic (a Lua script or BLMOVE),
-  and events leave it only after their Postgres transaction committed (ack)
-  or when a reclaim moves them back to the head of ``Q``.
+* ``Q:processing:<id>:<slot>``: the events of one batch a worker has taken
+  and not yet acknowledged, in the order taken. A worker has ``SLOTS`` of
+  them, so it can collect the next batch while the previous one is written.
+  Every move into one is atomic (a Lua script or BLMOVE), and events leave it
+  only after their Postgres transaction committed (ack) or when a reclaim
+  moves them back to the head of ``Q``.
 * ``Q:worker:<id>``: the worker's heartbeat, a key with a TTL.
 * ``Q:workers``: ids of workers that may hold a processing list. The id is
   added atomically with every take, so a processing list is never orphaned.
 * ``Q:dead``: dead letters, one JSON object per event (the item, the error).
 
-The invariant the worker keeps: its processing list is a suffix of the batch it
-holds in memory (all of it unless a reclaim happened while it was frozen), so
-acknowledging a batch of ``n`` is ``LTRIM proc n -1`` and can never drop an
-event it has not written.
+The invariant the worker keeps: a slot is reused only after its batch was
+acknowledged, so a slot's list holds events of the one batch in memory (all
+of them, or those taken after a reclaim emptied the list while the worker was
+frozen). Acknowledging is therefore ``DEL`` of the slot: it can never drop an
+event that was not written, and repeating it after a lost reply is harmless.
 """
 
 from __future__ import annotations
@@ -39,14 +42,18 @@ end
 return items
 """
 
-# Re-queue a dead worker's processing list at the head of the main list, keeping its order.
+# Re-queue a dead worker's processing lists (KEYS[4..]) at the head of the main list, keeping their order.
 _RECLAIM = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local n = 0
-while redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'LEFT') do n = n + 1 end
-redis.call('SREM', KEYS[4], ARGV[1])
+for k = #KEYS, 4, -1 do
+  while redis.call('LMOVE', KEYS[k], KEYS[1], 'RIGHT', 'LEFT') do n = n + 1 end
+end
+redis.call('SREM', KEYS[3], ARGV[1])
 return n
 """
+
+SLOTS = 2  # batches in flight per worker: one being written, one being collected
 
 
 @dataclass(frozen=True)
@@ -72,36 +79,37 @@ class ReliableQueue:
         self.dead = f"{queue_key}:dead"
         self.workers = f"{queue_key}:workers"
         self.worker_id = worker_id
-        self.processing = self.processing_key(worker_id)
+        self.processing = [self.processing_key(worker_id, slot) for slot in range(SLOTS)]
         self.heartbeat_key = self.heartbeat_key_of(worker_id)
         self._take = client.register_script(_TAKE)
         self._reclaim = client.register_script(_RECLAIM)
 
-    def processing_key(self, worker_id: str) -> str:
-        return f"{self.main}:processing:{worker_id}"
+    def processing_key(self, worker_id: str, slot: int) -> str:
+        return f"{self.main}:processing:{worker_id}:{slot}"
 
     def heartbeat_key_of(self, worker_id: str) -> str:
         return f"{self.main}:worker:{worker_id}"
 
-    def take(self, n: int) -> list[bytes]:
-        """Up to ``n`` items, moved atomically into this worker's processing list; [] when the list is empty."""
-        items: list[bytes] = self._take(keys=[self.main, self.processing, self.workers], args=[self.worker_id, n])
+    def take(self, n: int, slot: int = 0) -> list[bytes]:
+        """Up to ``n`` items, moved atomically into processing slot ``slot``; [] when the list is empty."""
+        keys = [self.main, self.processing[slot], self.workers]
+        items: list[bytes] = self._take(keys=keys, args=[self.worker_id, n])
         return items
 
-    def take_blocking(self, timeout_s: float) -> bytes | None:
+    def take_blocking(self, timeout_s: float, slot: int = 0) -> bytes | None:
         """Wait up to ``timeout_s`` for one item (moved atomically with BLMOVE)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.sadd(self.workers, self.worker_id)
-        pipe.blmove(self.main, self.processing, max(timeout_s, 0.01), "LEFT", "RIGHT")
+        pipe.blmove(self.main, self.processing[slot], max(timeout_s, 0.01), "LEFT", "RIGHT")
         item: bytes | None = pipe.execute()[1]
         return item
 
-    def ack(self, n: int, dead: list[DeadLetter]) -> None:
-        """Drop the first ``n`` processing items (written) and dead-letter ``dead``, in one transaction."""
+    def ack(self, slot: int, dead: list[DeadLetter]) -> None:
+        """Drop slot ``slot`` (its batch is written) and dead-letter ``dead``, in one transaction."""
         pipe = self.client.pipeline(transaction=True)
         if dead:
             pipe.rpush(self.dead, *(d.encode(self.worker_id) for d in dead))
-        pipe.ltrim(self.processing, n, -1)
+        pipe.delete(self.processing[slot])
         pipe.execute()
 
     def heartbeat(self, ttl_s: float, info: dict[str, Any]) -> None:
@@ -117,9 +125,9 @@ class ReliableQueue:
             other = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
             if other == self.worker_id:
                 continue
-            moved = int(self._reclaim(
-                keys=[self.main, self.processing_key(other), self.heartbeat_key_of(other), self.workers],
-                args=[other]))
+            keys = [self.main, self.heartbeat_key_of(other), self.workers]
+            keys += [self.processing_key(other, slot) for slot in range(SLOTS)]
+            moved = int(self._reclaim(keys=keys, args=[other]))
             total += max(moved, 0)
         return total
 
@@ -127,7 +135,10 @@ class ReliableQueue:
         return int(self.client.llen(self.main))
 
     def processing_depth(self) -> int:
-        return int(self.client.llen(self.processing))
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.processing:
+            pipe.llen(key)
+        return sum(int(n) for n in pipe.execute())
 
     def deregister(self) -> bool:
         """Leave the worker set if nothing is in flight; returns whether it left."""
@@ -135,6 +146,6 @@ class ReliableQueue:
             return False  # keep the heartbeat expiring: another worker re-queues the rest
         pipe = self.client.pipeline(transaction=True)
         pipe.srem(self.workers, self.worker_id)
-        pipe.delete(self.heartbeat_key, self.processing)
+        pipe.delete(self.heartbeat_key, *self.processing)
         pipe.execute()
         return True

@@ -15,27 +15,40 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import signal
 import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from types import FrameType
 
 import redis
 
 from consumers import pgstore
 from consumers.worker.metrics import WorkerMetrics
-from consumers.worker.queue import ReliableQueue
+from consumers.worker.queue import SLOTS, DeadLetter, ReliableQueue
 from consumers.worker.settings import WorkerSettings
-from consumers.worker.writer import BatchWriter, TransientError, decode_batch
+from consumers.worker.writer import BatchWriter, Entry, TransientError, decode_batch
 
 log = logging.getLogger(__name__)
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Job:
+    """A collected batch: the raw items in its processing slot, decoded."""
+
+    slot: int
+    items: list[bytes]
+    entries: list[Entry]
+    dead: list[DeadLetter]
+    duplicates: int
 
 
 class Backoff:
@@ -67,6 +80,11 @@ class Worker:
         self.writer.on_item_failure = lambda: self.metrics.failures.labels("item").inc()
         self.stop = threading.Event()
         self.done = threading.Event()  # run() returned: the heartbeat thread stops too
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._slot_free = [threading.Event() for _ in range(SLOTS)]
+        for free in self._slot_free:
+            free.set()
+        self._writer_failed = threading.Event()
         self._next_maintenance = 0.0
         self._schema_ready = False
 
@@ -103,29 +121,60 @@ class Worker:
         return 1
 
     def _loop(self) -> bool:
-        while not self.stop.is_set():
-            self._maintain()
-            batch = self._collect()
-            if batch and not self._flush(batch):
+        """Collect batches on this thread while the writer thread writes the previous one."""
+        writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
+        writer.start()
+        slot = 0
+        try:
+            while not self.stop.is_set():
+                if not self._wait_slot(slot):
+                    break
+                batch = self._collect_retrying(slot)
+                if batch:
+                    self._slot_free[slot].clear()
+                    self._jobs.put(Job(slot, batch, *decode_batch(batch)))
+                    slot = (slot + 1) % SLOTS
+        finally:
+            self._jobs.put(None)
+            writer.join()
+        return not self._writer_failed.is_set()
+
+    def _wait_slot(self, slot: int) -> bool:
+        """Wait until the slot's previous batch is acknowledged; False if the writer gave up."""
+        while not self._slot_free[slot].wait(0.5):
+            if self._writer_failed.is_set():
                 return False
         return True
 
     # ------------------------------------------------------------------ batches
 
-    def _collect(self) -> list[bytes]:
+    def _collect_retrying(self, slot: int) -> list[bytes]:
+        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s)
+        while True:
+            try:
+                return self._collect(slot)
+            except redis.RedisError as exc:
+                # Items already moved stay in the slot's list: they are either written later or reclaimed.
+                if self.stop.is_set():
+                    raise
+                delay = backoff.next_delay()
+                log.warning("Redis failed (%s); retrying in %.1f s", exc, delay)
+                self.stop.wait(delay)
+
+    def _collect(self, slot: int) -> list[bytes]:
         """Take events until the batch is full or its oldest event waited WORKER_BATCH_WAIT_MS."""
         size, wait_s = self.settings.worker_batch_size, self.settings.worker_batch_wait_ms / 1000
-        batch: list[bytes] = []
-        deadline: float | None = None
+        batch: list[bytes] = self.redis.lrange(self.queue.processing[slot], 0, -1)  # left by a Redis failure
+        deadline: float | None = time.monotonic() + wait_s if batch else None
         while len(batch) < size and not self.stop.is_set():
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            got = self.queue.take(size - len(batch))
+            got = self.queue.take(size - len(batch), slot)
             if not got:
                 # Block briefly so an idle worker costs nothing yet still notices SIGTERM within a second.
                 timeout = 1.0 if deadline is None else min(1.0, deadline - now)
-                item = self.queue.take_blocking(timeout)
+                item = self.queue.take_blocking(timeout, slot)
                 got = [item] if item is not None else []
                 if not got and deadline is None:
                     return batch
@@ -134,15 +183,36 @@ class Worker:
             batch.extend(got)
         return batch
 
-    def _flush(self, batch: list[bytes]) -> bool:
+    def _write_loop(self) -> None:
+        """Writer thread: maintenance, then each batch written and acknowledged, in order."""
+        try:
+            while True:
+                self._maintain()
+                try:
+                    job = self._jobs.get(timeout=5.0)
+                except queue.Empty:
+                    continue
+                if job is None:
+                    return
+                if not self._flush(job):
+                    self._writer_failed.set()
+                    return
+                self._slot_free[job.slot].set()
+        except Exception:
+            log.exception("writer failed; stopping (events in flight are re-queued by other workers)")
+            self._writer_failed.set()
+        finally:
+            if self._writer_failed.is_set():
+                self.stop.set()
+
+    def _flush(self, job: Job) -> bool:
         """Write and acknowledge one batch, retrying through Postgres failures; False if given up on stop."""
-        entries, dead, in_batch_duplicates = decode_batch(batch)
         backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s)
         give_up_at: float | None = None
         while True:
             started = time.perf_counter()
             try:
-                result = self.writer.write(entries)
+                result = self.writer.write(job.entries)
                 break
             except TransientError as exc:
                 self.metrics.failures.labels("transient").inc()
@@ -151,18 +221,30 @@ class Worker:
                     if time.monotonic() >= give_up_at:
                         return False
                 delay = backoff.next_delay()
-                log.warning("writing %d events failed (%s); retrying in %.1f s", len(entries), exc, delay)
+                log.warning("writing %d events failed (%s); retrying in %.1f s", len(job.entries), exc, delay)
                 time.sleep(delay)
                 if not self._schema_ready:
                     self._maintain(force=True)  # the failure may be the missing table of a first start
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
-        dead += result.dead
-        self.queue.ack(len(batch), dead)
-        self.metrics.batch_size.observe(len(batch))
+        dead = job.dead + result.dead
+        self._ack(job.slot, dead)
+        self.metrics.batch_size.observe(len(job.items))
         self.metrics.inserted.inc(result.inserted)
-        self.metrics.duplicates.inc(result.duplicates + in_batch_duplicates)
+        self.metrics.duplicates.inc(result.duplicates + job.duplicates)
         self.metrics.dead_letters.inc(len(dead))
         return True
+
+    def _ack(self, slot: int, dead: list[DeadLetter]) -> None:
+        """Acknowledge, retrying while Redis is away (DEL of the slot is idempotent)."""
+        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s)
+        while True:
+            try:
+                self.queue.ack(slot, dead)
+                return
+            except redis.RedisError as exc:
+                delay = backoff.next_delay()
+                log.warning("acknowledging a batch failed (%s); retrying in %.1f s", exc, delay)
+                time.sleep(delay)
 
     # ------------------------------------------------------------------ side duties
 

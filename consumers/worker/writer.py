@@ -73,10 +73,11 @@ def decode_batch(items: list[bytes]) -> tuple[list[Entry], list[DeadLetter], int
         if not isinstance(event_id, str):
             dead.append(DeadLetter(item, "not a wire-format event: no event_id string", 1))
             continue
-        if event_id in entries:
+        key = event_id.lower()  # one UUID, one key, whatever the client's letter case
+        if key in entries:
             duplicates += 1
             continue
-        entries[event_id] = Entry(item, pgstore.event_row(event))
+        entries[key] = Entry(item, pgstore.event_row(event))
     return list(entries.values()), dead, duplicates
 
 

@@ -24,15 +24,18 @@ def test_take_moves_into_processing_and_ack_trims(redis_server: Service, redis_p
     client.rpush(key, *[f"e{i}".encode() for i in range(10)])
     q = ReliableQueue(client, key, "w1")
     assert q.take(4) == [b"e0", b"e1", b"e2", b"e3"]
-    assert client.lrange(q.processing, 0, -1) == [b"e0", b"e1", b"e2", b"e3"]
+    assert client.lrange(q.processing[0], 0, -1) == [b"e0", b"e1", b"e2", b"e3"]
     assert q.depth() == 6
     assert client.sismember(q.workers, "w1")
     assert q.take_blocking(0.1) == b"e4"
-    q.ack(3, [DeadLetter(b"bad", "boom", 5)])
-    assert client.lrange(q.processing, 0, -1) == [b"e3", b"e4"]
+    assert q.take(1, slot=1) == [b"e5"]
+    assert q.processing_depth() == 6
+    q.ack(0, [DeadLetter(b"bad", "boom", 5)])
+    assert client.llen(q.processing[0]) == 0
+    assert client.lrange(q.processing[1], 0, -1) == [b"e5"]
     dead = orjson.loads(client.lindex(q.dead, 0))
     assert dead["item"] == "bad" and dead["error"] == "boom" and dead["attempts"] == 5 and dead["worker"] == "w1"
-    assert q.take(100) == [f"e{i}".encode() for i in range(5, 10)]
+    assert q.take(100) == [f"e{i}".encode() for i in range(6, 10)]
     assert q.take(100) == []
     assert q.take_blocking(0.05) is None
 
@@ -49,14 +52,15 @@ def test_reclaim_requeues_only_dead_workers_in_order(redis_server: Service, redi
     alive.heartbeat(30, {})
     dead.heartbeat(0.2, {})
     assert alive.take(2) == [b"e0", b"e1"]
-    assert dead.take(2) == [b"e2", b"e3"]
+    assert dead.take(2, slot=0) == [b"e2", b"e3"]
+    assert dead.take(1, slot=1) == [b"e4"]
     assert reclaimer.reclaim_dead_workers() == 0  # both heartbeats live
     time.sleep(0.3)
-    assert reclaimer.reclaim_dead_workers() == 2
+    assert reclaimer.reclaim_dead_workers() == 3
     assert client.lrange(key, 0, -1) == [b"e2", b"e3", b"e4", b"e5"]  # back at the head, order kept
-    assert client.llen(dead.processing) == 0
+    assert client.llen(dead.processing[0]) == 0 and client.llen(dead.processing[1]) == 0
     assert not client.sismember(key + ":workers", "dead")
-    assert client.lrange(alive.processing, 0, -1) == [b"e0", b"e1"]
+    assert client.lrange(alive.processing[0], 0, -1) == [b"e0", b"e1"]
 
 
 def test_deregister_only_when_nothing_in_flight(redis_server: Service, redis_prefix: str) -> None:
@@ -66,6 +70,6 @@ def test_deregister_only_when_nothing_in_flight(redis_server: Service, redis_pre
     q.heartbeat(30, {})
     q.take(1)
     assert not q.deregister()
-    q.ack(1, [])
+    q.ack(0, [])
     assert q.deregister()
     assert not client.exists(q.heartbeat_key) and not client.sismember(q.workers, "w")
