@@ -1,1 +1,19 @@
-"""The consumer runtime shared by the archiver and the loader: consume, batch, write, commit."""
+"""The consumer runtime shared by the archiver and the loader: consume, batch, write, commit.
+
+Build a process on it with::
+
+    from consumers.runtime import ConsumerLoop, ConsumerSettings, Batch, Sink
+
+    class MySettings(ConsumerSettings): ...          # env vars; override defaults here
+    ConsumerLoop(load(MySettings), my_sink, group_id="evpipe-x", topics=["events"]).run()
+
+``run`` blocks until SIGTERM/SIGINT (main thread) or ``stop()``, then flushes,
+commits and leaves the group. See ``sink.py`` for the exactly-once contract a
+sink must keep and ``loop.py`` for the order of operations.
+"""
+
+from consumers.runtime.loop import ConsumerLoop, LoopStats
+from consumers.runtime.settings import ConsumerSettings
+from consumers.runtime.sink import Batch, Sink
+
+__all__ = ["Batch", "ConsumerLoop", "ConsumerSettings", "LoopStats", "Sink"]

@@ -11,6 +11,23 @@ Exactly-once rests on three rules:
    (``pending_end``), so after a crash between the write and the commit, the
    runtime re-forms exactly the same batch from the committed offset instead
    of a differently-cut one that would overlap what was already written.
+
+How the runtime (``consumers/runtime/loop.py``) drives a sink, per partition
+and strictly in sequence:
+
+* before cutting each batch it calls ``pending_end(topic, partition, start)``
+  where ``start`` is the offset of the first message it holds for the
+  partition (the committed offset, unless the log has a gap there). If that
+  returns ``E``, the batch is cut at exactly ``E`` (it waits for ``E`` to be
+  consumed); otherwise it is cut by the flush policy;
+* then ``begin(batch)`` and ``write(batch)``, then a synchronous commit of
+  ``last_offset + 1``. Any exception pauses the partition and the *same*
+  batch is retried (``begin`` too) with capped exponential backoff;
+* a batch whose messages were all dead-lettered (zero rows) is committed
+  without calling the sink;
+* ``batch.table`` may hold several received_at hours; ``first_offset`` and
+  ``last_offset`` span every consumed offset of the batch, including
+  dead-lettered ones (which are not in the table).
 """
 
 from __future__ import annotations

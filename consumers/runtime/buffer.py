@@ -1,0 +1,120 @@
+"""Per-partition buffers of raw message values, with the flush policy that cuts them into batches."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    max_messages: int
+    max_bytes: int
+    max_age_s: float
+
+
+@dataclass
+class Cut:
+    """Raw messages of one batch: offsets ascending, values aligned with them."""
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    values: list[bytes]
+    nbytes: int
+
+    @property
+    def first_offset(self) -> int:
+        return self.offsets[0]
+
+    @property
+    def last_offset(self) -> int:
+        return self.offsets[-1]
+
+
+@dataclass
+class PartitionBuffer:
+    """Messages of one assigned partition not yet written.
+
+    ``pending_end`` is the end of a batch a previous owner began but may not
+    have committed: until the buffer holds it, nothing is cut, and then the
+    first batch is cut at exactly that offset (never by the policy).
+    """
+
+    topic: str
+    partition: int
+    offsets: list[int] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    nbytes: int = 0
+    started: float = 0.0  # monotonic time the oldest buffered message arrived
+    next_offset: int | None = None  # offset after the last message seen; guards re-deliveries
+    pending_checked: bool = False
+    pending_end: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def append(self, offset: int, value: bytes) -> bool:
+        """Add one message; returns False for a message at or before one already seen."""
+        if self.next_offset is not None and offset < self.next_offset:
+            return False
+        if not self.offsets:
+            self.started = time.monotonic()
+        self.offsets.append(offset)
+        self.values.append(value)
+        self.nbytes += len(value)
+        self.next_offset = offset + 1
+        return True
+
+    def due(self, policy: FlushPolicy, now: float) -> bool:
+        """Whether a batch should be cut now."""
+        if not self.offsets:
+            return False
+        if self.pending_end is not None:
+            return self.offsets[-1] >= self.pending_end
+        return (
+            len(self.offsets) >= policy.max_messages
+            or self.nbytes >= policy.max_bytes
+            or now - self.started >= policy.max_age_s
+        )
+
+    def can_force(self) -> bool:
+        """Whether a batch may be cut early (memory pressure, shutdown): not while a pending end is unmet."""
+        if not self.offsets:
+            return False
+        return self.pending_end is None or self.offsets[-1] >= self.pending_end
+
+    def cut(self, policy: FlushPolicy) -> Cut:
+        """Remove and return the next batch: up to the pending end, else up to the policy's limits."""
+        if self.pending_end is not None:
+            count = _count_through(self.offsets, self.pending_end)
+            self.pending_end = None
+        elif self.nbytes < policy.max_bytes:
+            count = min(len(self.offsets), policy.max_messages)
+        else:
+            count = _count_within(self.values, policy)
+        cut = Cut(self.topic, self.partition, self.offsets[:count], self.values[:count], 0)
+        cut.nbytes = sum(len(v) for v in cut.values)
+        del self.offsets[:count]
+        del self.values[:count]
+        self.nbytes -= cut.nbytes
+        self.started = time.monotonic() if self.offsets else 0.0
+        return cut
+
+
+def _count_through(offsets: list[int], end: int) -> int:
+    """Number of leading offsets <= end (offsets are ascending)."""
+    import bisect
+
+    return bisect.bisect_right(offsets, end)
+
+
+def _count_within(values: list[bytes], policy: FlushPolicy) -> int:
+    """Leading messages that fit the policy's count and byte limits (at least one)."""
+    limit = min(len(values), policy.max_messages)
+    total = 0
+    for i in range(limit):
+        total += len(values[i])
+        if total >= policy.max_bytes:
+            return i + 1
+    return limit

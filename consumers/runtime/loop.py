@@ -1,0 +1,389 @@
+"""The consumer loop: consume, buffer per partition, cut batches, write them to a sink, commit.
+
+One thread does everything (rebalance callbacks run inside ``consume``), so
+the state below needs no locks. The order for one partition is strictly
+sequential: a batch is cut only after the previous one of that partition was
+written *and* committed, which is what lets ``Sink.pending_end`` re-form a
+begun batch exactly after a crash (see ``consumers/runtime/sink.py``).
+
+Per batch::
+
+    cut -> parse (vectorised; poison isolated) -> dead letters produced + flushed
+        -> sink.begin -> sink.write -> commit(last + 1, synchronous)
+
+A failure anywhere before the commit pauses the partition and retries the same
+batch with capped exponential backoff; the loop keeps calling ``consume`` so the
+group membership stays alive, and resumes the partition once the batch is in.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumers.runtime import metrics
+from consumers.runtime.buffer import Cut, FlushPolicy, PartitionBuffer
+from consumers.runtime.deadletter import DeadLetters
+from consumers.runtime.parse import Poison, parse_values
+from consumers.runtime.settings import ConsumerSettings
+from consumers.runtime.sink import Batch, Sink
+from evpipe.kafka import consumer_config, producer_config
+
+log = logging.getLogger("evpipe.consumer")
+
+Key = tuple[str, int]
+
+
+@dataclass
+class Job:
+    """A cut batch on its way into the sink; retried until written and committed, or revoked."""
+
+    batch: Batch
+    poison: list[Poison]
+    dead_lettered: bool = False
+    written: bool = False
+    attempts: int = 0
+    next_try: float = 0.0
+    last_error: str = ""
+
+
+@dataclass
+class _Backoff:
+    until: float = 0.0
+    attempts: int = 0
+
+
+@dataclass
+class LoopStats:
+    """Counters a caller (tests, benchmarks) can read without scraping /metrics."""
+
+    consumed: int = 0
+    committed_batches: int = 0
+    rows: int = 0
+    dead_letters: int = 0
+    write_errors: int = 0
+    assigned: set[Key] = field(default_factory=set)
+
+
+class ConsumerLoop:
+    """Runs one consumer-group member that feeds ``sink`` until :meth:`stop` or SIGTERM/SIGINT."""
+
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        sink: Sink,
+        group_id: str,
+        topics: list[str],
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.group_id = group_id
+        self.topics = topics
+        self.policy = FlushPolicy(
+            settings.consumer_batch_max_messages, settings.consumer_batch_max_bytes, settings.consumer_batch_max_age_s
+        )
+        self.stats = LoopStats()
+        self._overrides = consumer_overrides or {}
+        self._stop = threading.Event()
+        self._consumer: Consumer | None = None
+        self._dead = DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
+        self._buffers: dict[Key, PartitionBuffer] = {}
+        self._jobs: dict[Key, Job] = {}
+        self._pending_backoff: dict[Key, _Backoff] = {}
+        self._paused: set[Key] = set()
+        self._over_cap = False
+        self._next_lag = 0.0
+        self._next_error_log = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to flush what it holds, commit and exit (safe from any thread)."""
+        self._stop.set()
+
+    def run(self) -> None:
+        metrics.serve(self.settings.metrics_port)
+        restore = self._install_signals()
+        config = consumer_config(
+            self.settings, self.group_id, **{"session.timeout.ms": self.settings.consumer_session_timeout_ms},
+            **self._overrides,
+        )
+        self._consumer = Consumer(config)
+        try:
+            self._consumer.subscribe(
+                self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+            log.info("consuming %s as group %s", ",".join(self.topics), self.group_id)
+            while not self._stop.is_set():
+                self._step(drain=False)
+            self._shutdown()
+        finally:
+            self._consumer.close()  # leaves the group: revokes (and drops) whatever is left
+            self._dead.close()
+            restore()
+            metrics.ASSIGNED.set(0)
+
+    def _install_signals(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: flushing and stopping", signum)
+            self._stop.set()
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        return lambda: [signal.signal(s, h) for s, h in previous.items()]
+
+    def _shutdown(self) -> None:
+        """Cut everything that may be cut, then retry writes until done or the shutdown timeout."""
+        deadline = time.monotonic() + self.settings.consumer_shutdown_timeout_s
+        for key, buf in list(self._buffers.items()):
+            if key not in self._jobs and self._check_pending(key, buf, time.monotonic()) and buf.can_force():
+                self._jobs[key] = self._prepare(buf.cut(self.policy))
+        while self._jobs and time.monotonic() < deadline:
+            self._step(drain=True)
+        if self._jobs:
+            log.warning("stopping with %d batches unwritten (not committed: they are re-read on restart)",
+                        len(self._jobs))
+
+    # -- one iteration ---------------------------------------------------------------------------
+
+    def _step(self, drain: bool) -> None:
+        assert self._consumer is not None
+        timeout = 0.05 if self._jobs else 0.2
+        messages = self._consumer.consume(self.settings.consumer_poll_messages, timeout)
+        self._route(messages)
+        now = time.monotonic()
+        if not drain:
+            self._cut_due(now)
+        self._run_jobs(now)
+        if not drain:
+            self._enforce_cap()
+        self._sync_pauses()
+        if now >= self._next_lag:
+            self._next_lag = now + self.settings.consumer_lag_interval_s
+            self._refresh_lag()
+
+    def _route(self, messages: list[Message]) -> None:
+        counts: dict[str, int] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._consume_error(err)
+                continue
+            topic, partition = msg.topic(), msg.partition()
+            buf = self._buffers.get((topic, partition))
+            if buf is None:
+                continue  # revoked while the message was queued: its new owner reads it
+            if buf.append(msg.offset(), msg.value()):
+                counts[topic] = counts.get(topic, 0) + 1
+        for topic, n in counts.items():
+            metrics.MESSAGES.labels(topic).inc(n)
+            self.stats.consumed += n
+
+    def _consume_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal():
+            raise KafkaException(err)
+        now = time.monotonic()
+        if now >= self._next_error_log:  # transient errors repeat every poll; log them sparingly
+            self._next_error_log = now + 10
+            log.warning("consumer error (librdkafka retries): %s", err)
+
+    # -- cutting batches -------------------------------------------------------------------------
+
+    def _cut_due(self, now: float) -> None:
+        for key, buf in list(self._buffers.items()):
+            if key in self._jobs or not len(buf):
+                continue
+            if self._check_pending(key, buf, now) and buf.due(self.policy, now):
+                self._jobs[key] = self._prepare(buf.cut(self.policy))
+
+    def _check_pending(self, key: Key, buf: PartitionBuffer, now: float) -> bool:
+        """Ask the sink once per batch start whether a batch starting there was begun before."""
+        if buf.pending_checked:
+            return True
+        if not len(buf):
+            return False
+        backoff = self._pending_backoff.get(key)
+        if backoff and now < backoff.until:
+            return False
+        try:
+            buf.pending_end = self.sink.pending_end(key[0], key[1], buf.offsets[0])
+        except Exception as exc:
+            backoff = backoff or _Backoff()
+            backoff.attempts += 1
+            backoff.until = now + self._delay(backoff.attempts)
+            self._pending_backoff[key] = backoff
+            log.warning("%s[%d]: cannot read the begun-batch record (retrying): %s", key[0], key[1], exc)
+            return False
+        self._pending_backoff.pop(key, None)
+        buf.pending_checked = True
+        if buf.pending_end is not None:
+            log.info("%s[%d]: re-forming begun batch %d-%d", key[0], key[1], buf.offsets[0], buf.pending_end)
+        return True
+
+    def _prepare(self, cut: Cut) -> Job:
+        parsed = parse_values(cut.offsets, cut.values)
+        batch = Batch(cut.topic, cut.partition, cut.first_offset, cut.last_offset, parsed.table, cut.nbytes)
+        buf = self._buffers.get((cut.topic, cut.partition))
+        if buf is not None:
+            buf.pending_checked = False  # the next batch starts elsewhere: ask again
+        return Job(batch, parsed.poison, dead_lettered=not parsed.poison)
+
+    # -- writing and committing ------------------------------------------------------------------
+
+    def _run_jobs(self, now: float) -> None:
+        for key, job in list(self._jobs.items()):
+            if job.next_try <= now:
+                self._attempt(key, job)
+
+    def _attempt(self, key: Key, job: Job) -> None:
+        assert self._consumer is not None
+        batch = job.batch
+        try:
+            if not job.dead_lettered:
+                self._dead.send(batch.topic, batch.partition, job.poison)
+                job.dead_lettered = True
+                metrics.DEAD_LETTERS.labels(batch.topic).inc(len(job.poison))
+                self.stats.dead_letters += len(job.poison)
+            if not job.written:
+                if batch.table.num_rows:
+                    with metrics.WRITE_SECONDS.time():
+                        self.sink.begin(batch)
+                        self.sink.write(batch)
+                job.written = True
+            self._consumer.commit(
+                offsets=[TopicPartition(batch.topic, batch.partition, batch.last_offset + 1)], asynchronous=False
+            )
+        except Exception as exc:
+            self._failed(key, job, exc)
+            return
+        self._jobs.pop(key, None)
+        count = batch.last_offset - batch.first_offset + 1
+        metrics.BATCHES.labels(batch.topic).inc()
+        metrics.ROWS.labels(batch.topic).inc(batch.table.num_rows)
+        metrics.COMMITTED.labels(batch.topic).inc(count)
+        self.stats.committed_batches += 1
+        self.stats.rows += batch.table.num_rows
+        if job.attempts:
+            log.info("%s: written after %d retries", batch.identity, job.attempts)
+
+    def _failed(self, key: Key, job: Job, exc: Exception) -> None:
+        job.attempts += 1
+        job.next_try = time.monotonic() + self._delay(job.attempts)
+        job.last_error = f"{type(exc).__name__}: {exc}"
+        metrics.WRITE_ERRORS.labels(job.batch.topic).inc()
+        self.stats.write_errors += 1
+        stage = "commit" if job.written else "write"
+        log.warning("%s: %s failed (attempt %d, retry in %.1fs): %s", job.batch.identity, stage, job.attempts,
+                    job.next_try - time.monotonic(), job.last_error)
+
+    def _delay(self, attempts: int) -> float:
+        return float(min(self.settings.consumer_retry_max_s,
+                         self.settings.consumer_retry_initial_s * 2 ** min(attempts - 1, 30)))
+
+    # -- memory bound and pausing ----------------------------------------------------------------
+
+    def buffered_bytes(self) -> int:
+        return sum(b.nbytes for b in self._buffers.values()) + sum(j.batch.raw_bytes for j in self._jobs.values())
+
+    def _enforce_cap(self) -> None:
+        """Over the global cap: flush the largest buffers now, and pause fetching until under half of it."""
+        cap = self.settings.consumer_buffer_max_bytes
+        total = self.buffered_bytes()
+        metrics.BUFFER_BYTES.set(total)
+        if total > cap:
+            now = time.monotonic()
+            for key, buf in sorted(self._buffers.items(), key=lambda kv: -kv[1].nbytes):
+                if total <= cap // 2:
+                    break
+                if key in self._jobs or not self._check_pending(key, buf, now) or not buf.can_force():
+                    continue
+                job = self._prepare(buf.cut(self.policy))
+                self._jobs[key] = job
+                self._attempt(key, job)
+                total = self.buffered_bytes()
+        self._over_cap = total > cap if not self._over_cap else total > cap // 2
+        metrics.BUFFER_BYTES.set(total)
+
+    def _sync_pauses(self) -> None:
+        """Pause partitions whose batch is failing, or all (but those awaiting a begun batch's end) over the cap."""
+        assert self._consumer is not None
+        wanted = {key for key, job in self._jobs.items() if job.attempts > 0}
+        if self._over_cap:
+            wanted |= {key for key, buf in self._buffers.items() if buf.pending_end is None}
+        wanted &= set(self._buffers)
+        pause, resume = wanted - self._paused, self._paused - wanted
+        if pause:
+            self._consumer.pause([TopicPartition(t, p) for t, p in pause])
+        if resume:
+            # librdkafka resumes fetching at the last offset handed to us + 1; the buffer drops re-deliveries.
+            self._consumer.resume([TopicPartition(t, p) for t, p in resume])
+        self._paused = wanted
+        metrics.PAUSED.set(len(wanted))
+
+    # -- rebalancing -----------------------------------------------------------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._buffers[(tp.topic, tp.partition)] = PartitionBuffer(tp.topic, tp.partition)
+        self.stats.assigned = set(self._buffers)
+        metrics.ASSIGNED.set(len(self._buffers))
+        log.info("assigned %s", _names(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Still ours during this callback: un-pause so a later re-assignment starts fetching.
+        paused = [tp for tp in partitions if (tp.topic, tp.partition) in self._paused]
+        if paused:
+            consumer.resume(paused)
+        self._drop(partitions)
+        log.info("revoked %s", _names(partitions))
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drop(partitions)
+        log.warning("lost %s (session expired): dropped their buffers", _names(partitions))
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        """Forget revoked partitions: their buffers and unfinished batches are never committed by us."""
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._buffers.pop(key, None)
+            self._jobs.pop(key, None)
+            self._pending_backoff.pop(key, None)
+            self._paused.discard(key)
+            try:
+                metrics.LAG.remove(tp.topic, str(tp.partition))
+            except KeyError:
+                pass
+        self.stats.assigned = set(self._buffers)
+        metrics.ASSIGNED.set(len(self._buffers))
+
+    # -- lag ---------------------------------------------------------------------------------------
+
+    def _refresh_lag(self) -> None:
+        assert self._consumer is not None
+        tps = [TopicPartition(t, p) for t, p in self._buffers]
+        if not tps:
+            return
+        try:
+            committed = self._consumer.committed(tps, timeout=5)
+            for tp in committed:
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+                position = tp.offset if tp.offset >= 0 else low
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+        except KafkaException as exc:
+            log.debug("lag refresh failed: %s", exc)
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

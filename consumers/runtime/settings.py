@@ -1,0 +1,39 @@
+"""Settings shared by every consumer-group process built on the runtime (archiver, loader).
+
+Each process subclasses :class:`ConsumerSettings` (composed with its own
+mixins) and may override a default, e.g. the archiver batches for minutes to
+write large files while the loader flushes every few seconds.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from evpipe.settings import KafkaSettings
+
+
+class ConsumerSettings(KafkaSettings):
+    consumer_session_timeout_ms: int = Field(
+        30000, ge=1000, description="Group session timeout; a crashed member's partitions move after this."
+    )
+    consumer_batch_max_messages: int = Field(
+        200_000, ge=1, description="Cut a partition's batch at this many messages."
+    )
+    consumer_batch_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Cut a partition's batch at this many bytes of message values."
+    )
+    consumer_batch_max_age_s: float = Field(
+        10.0, gt=0, description="Cut a partition's batch when its oldest message was buffered this long ago."
+    )
+    consumer_buffer_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024,
+        description="Global cap on buffered message bytes: over it, partitions pause and the largest buffers flush.",
+    )
+    consumer_poll_messages: int = Field(10_000, ge=1, description="Messages fetched per consume() call.")
+    consumer_retry_initial_s: float = Field(0.5, gt=0, description="First retry delay after a failed batch write.")
+    consumer_retry_max_s: float = Field(30.0, gt=0, description="Cap on the exponential retry delay.")
+    consumer_lag_interval_s: float = Field(15.0, gt=0, description="How often per-partition lag is refreshed.")
+    consumer_shutdown_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long to keep retrying the final flush before giving up (no loss)."
+    )
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus /metrics server (0: off).")

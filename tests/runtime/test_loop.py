@@ -1,0 +1,135 @@
+"""The consumer loop against a real broker with the in-memory sink."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from consumers.runtime import ConsumerLoop, ConsumerSettings
+from consumers.runtime.memory import MemorySink
+from tests.providers import Service, unique_name
+from tests.runtime.events import committed, create_topic, events, produce, read_all
+
+
+def settings(kafka: Service, dlq: str, **overrides: object) -> ConsumerSettings:
+    values: dict[str, object] = dict(
+        kafka_bootstrap_servers=kafka.url, kafka_dlq_topic=dlq, consumer_session_timeout_ms=6000,
+        consumer_batch_max_messages=400, consumer_batch_max_age_s=0.5, consumer_retry_initial_s=0.1,
+        consumer_retry_max_s=0.5, consumer_lag_interval_s=1.0,
+    )
+    values.update(overrides)
+    return ConsumerSettings(**values)  # type: ignore[arg-type]
+
+
+@contextmanager
+def running(loop: ConsumerLoop) -> Iterator[ConsumerLoop]:
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            loop.run()
+        except BaseException as exc:  # surfaced in the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.stop()
+        thread.join(60)
+        assert not thread.is_alive(), "loop did not stop"
+        assert not errors, errors
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def test_consumes_every_event_once_and_dead_letters_poison(kafka: Service, topic: str) -> None:
+    dlq = unique_name("dlq")
+    create_topic(kafka.url, topic, 3)
+    create_topic(kafka.url, dlq, 1)
+    generated = list(events(3000))
+    messages: list[tuple[bytes | None, bytes]] = [(k, v) for k, v, _, _ in generated]
+    messages.insert(1234, (b"src:u1", b'{"not": "an event"}'))
+    produce(kafka.url, topic, messages)
+    sink = MemorySink(fail_writes=3)  # the first writes fail: retried, nothing lost or doubled
+    group = unique_name("g")
+    loop = ConsumerLoop(settings(kafka, dlq), sink, group, [topic])
+    with running(loop):
+        wait_for(lambda: sink.rows() == 3000 and loop.stats.dead_letters == 1)
+        wait_for(lambda: sum(committed(kafka.url, group, topic, 3).values()) == 3001)
+    table = sink.table()
+    assert table.num_rows == 3000
+    assert sorted(table.column("event_id").to_pylist()) == sorted(e for _, _, e, _ in generated)
+    assert loop.stats.write_errors >= 3
+    # every batch covers a contiguous offset range and no two overlap
+    for partition in range(3):
+        ranges = sorted((b.first_offset, b.last_offset) for b in sink.batches.values() if b.partition == partition)
+        assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:]))
+    dead = read_all(kafka.url, dlq, 1)
+    assert len(dead) == 1
+    headers = dict(dead[0].headers())
+    assert dead[0].value() == b'{"not": "an event"}'
+    assert headers["topic"] == topic.encode() and headers["error"]
+    assert int(headers["offset"]) >= 0 and int(headers["partition"]) in range(3)
+
+
+def test_reforms_a_begun_batch_exactly(kafka: Service, topic: str) -> None:
+    """A previous owner began batch 0-122 and crashed before committing: the same batch is cut again."""
+    dlq = unique_name("dlq")
+    create_topic(kafka.url, topic, 1)
+    produce(kafka.url, topic, [(k, v) for k, v, _, _ in events(1000)])
+    sink = MemorySink()
+    sink.begun[(topic, 0, 0)] = 122
+    loop = ConsumerLoop(settings(kafka, dlq, consumer_batch_max_messages=300), sink, unique_name("g"), [topic])
+    with running(loop):
+        wait_for(lambda: sink.rows() == 1000)
+    ranges = sorted((b.first_offset, b.last_offset) for b in sink.batches.values())
+    assert ranges[0] == (0, 122)
+    assert ranges[1][0] == 123 and ranges[-1][1] == 999
+    assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+def test_stop_flushes_what_is_buffered(kafka: Service, topic: str) -> None:
+    dlq = unique_name("dlq")
+    create_topic(kafka.url, topic, 2)
+    produce(kafka.url, topic, [(k, v) for k, v, _, _ in events(500)])
+    sink = MemorySink()
+    group = unique_name("g")
+    # Policy would hold everything for an hour: only the graceful stop writes it.
+    loop = ConsumerLoop(settings(kafka, dlq, consumer_batch_max_messages=100_000, consumer_batch_max_age_s=3600),
+                        sink, group, [topic])
+    with running(loop):
+        wait_for(lambda: loop.stats.consumed == 500)
+        assert sink.rows() == 0
+    assert sink.rows() == 500
+    assert sum(committed(kafka.url, group, topic, 2).values()) == 500
+
+
+@pytest.mark.slow
+def test_buffer_cap_bounds_memory(kafka: Service, topic: str) -> None:
+    dlq = unique_name("dlq")
+    create_topic(kafka.url, topic, 2)
+    produce(kafka.url, topic, [(k, v) for k, v, _, _ in events(4000)])
+    sink = MemorySink()
+    cap = 200_000  # ~600 events of ~330 bytes; the policy alone would hold all 4000
+    loop = ConsumerLoop(settings(kafka, dlq, consumer_batch_max_messages=100_000, consumer_batch_max_age_s=3600,
+                                 consumer_buffer_max_bytes=cap, consumer_poll_messages=200), sink,
+                        unique_name("g"), [topic])
+    with running(loop):
+        wait_for(lambda: loop.stats.consumed == 4000)
+        # the cap, not the policy, wrote most of it already
+        assert sink.rows() >= 4000 - cap // 200
+    assert sink.rows() == 4000  # the rest on stop
+    assert len(sink.batches) >= 4, "the cap forced early batches"
+    # A batch is at most what was buffered when the cap tripped: the cap plus one poll's worth.
+    assert max(b.raw_bytes for b in sink.batches.values()) <= cap + 200 * 400
