@@ -57,6 +57,9 @@ class RadosGateway:
     paths: CephPaths
     port: int
     host: str = "127.0.0.1"
+    # Garbage collection and lifecycle run in the main gateway only; an extra one
+    # without them also stops at once (no 5 s wait for the lifecycle lock).
+    housekeeping: bool = True
 
     @property
     def daemon(self) -> Daemon:
@@ -83,6 +86,7 @@ class RadosGateway:
             "--rgw-frontends", f"beast endpoint={self.host}:{self.port}",
             "--log-file", str(self.paths.rgw_log(self.port)),
             "--admin-socket", str(self.paths.rgw_socket(self.port)),
+            *([] if self.housekeeping else ["--rgw-enable-gc-threads=false", "--rgw-enable-lc-threads=false"]),
         ])
 
     def wait_healthy(self, timeout: float) -> None:
@@ -177,7 +181,7 @@ class LocalCeph:
 
     def stop(self) -> bool:
         """Stop every gateway, the OSD and the mon; True when something was running."""
-        gateways = [RadosGateway(self.paths, int(p.stem.removeprefix("rgw-")))
+        gateways = [RadosGateway(self.paths, int(p.stem.removeprefix("rgw-")), housekeeping=False)
                     for p in self.paths.root.glob("rgw-*.pid")]
         stopped = [gw.stop() for gw in gateways]
         stopped += [self.osd.stop(timeout=20.0), self.mon.stop()]
@@ -199,7 +203,7 @@ class LocalCeph:
 
     def gateway(self, port: int | None = None, timeout: float = 30.0) -> RadosGateway:
         """Another gateway on the running cluster (same buckets, same credentials); stop() it when done."""
-        gateway = RadosGateway(self.paths, port or free_port())
+        gateway = RadosGateway(self.paths, port or free_port(), housekeeping=False)
         gateway.start()
         gateway.wait_healthy(timeout)
         return gateway
