@@ -1,0 +1,48 @@
+"""`evpipe archiver`: run one member of the archiver consumer group (Kafka -> Parquet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from evpipe.settings import describe
+
+DESCRIPTION = """\
+Consume the events topic as a member of the archiver group and write it as zstd Parquet,
+hive-partitioned by received_at: <archive>/topic=T/dt=YYYY-MM-DD/hour=HH/T-P-FIRST-LAST.parquet.
+Offsets are committed only after the files covering them are durable; a restarted member
+rewrites the same files instead of adding new ones. Run several for more throughput: the
+group spreads the topic's partitions over them. SIGTERM flushes, commits and exits."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from consumers.archiver.settings import ArchiverSettings
+
+    parser = subparsers.add_parser(
+        "archiver", help="archive the events topic to Parquet on S3 or a local directory",
+        description=DESCRIPTION, epilog=describe(ArchiverSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=run)
+
+
+def run(_args: argparse.Namespace) -> int:
+    import logging
+
+    from consumers.archiver.settings import ArchiverSettings
+    from consumers.archiver.sink import ParquetSink
+    from consumers.archiver.store import open_store
+    from consumers.runtime import ConsumerLoop
+    from evpipe.settings import ConfigError, load
+
+    settings = load(ArchiverSettings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uri = settings.archive_uri or str(settings.evpipe_state_dir / "archive")
+    try:
+        store = open_store(uri, settings.s3_endpoint_url, settings.s3_multipart_threshold_mb * 1024 * 1024)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    sink = ParquetSink(store, settings.archiver_row_group_rows, settings.archiver_zstd_level)
+    logging.getLogger("evpipe.archiver").info(
+        "archiving %s to %s (metrics on :%d)", settings.kafka_topic, store.uri, settings.metrics_port)
+    ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic]).run()
+    return 0

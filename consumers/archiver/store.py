@@ -1,0 +1,104 @@
+"""Where archive objects go: a local directory (atomic rename) or S3 (one PUT or a multipart upload).
+
+Both make a written object visible whole or not at all, and ``put`` returns
+only when it is durable, which is what lets the runtime commit offsets after
+``write`` returns.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+import pyarrow as pa
+
+
+class Store(Protocol):
+    uri: str
+
+    def put(self, key: str, data: pa.Buffer | bytes) -> None: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = root.as_uri()
+
+    def put(self, key: str, data: pa.Buffer | bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Dot-prefixed temp file: dataset readers skip it if a crash leaves it behind.
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(memoryview(data))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a power loss
+        finally:
+            os.close(fd)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+
+class S3Store:
+    def __init__(self, bucket: str, prefix: str, endpoint_url: str, multipart_threshold: int) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        if endpoint_url:
+            # Non-AWS S3 servers (Ceph RGW, MinIO) predate the SDK's default flexible checksums.
+            os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
+            os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "WHEN_REQUIRED")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        # Short timeouts: a dead endpoint must fail fast so the runtime pauses and retries.
+        config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"})
+        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+        self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=multipart_threshold,
+                                       use_threads=False)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: pa.Buffer | bytes) -> None:
+        self.client.upload_fileobj(pa.BufferReader(data), self.bucket, self._key(key), Config=self.transfer)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return None
+            raise
+        data: bytes = response["Body"].read()
+        return data
+
+
+def open_store(uri: str, endpoint_url: str = "", multipart_threshold: int = 64 * 1024 * 1024) -> Store:
+    """``s3://bucket/prefix``, ``file:///path`` or a plain path."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"ARCHIVE_URI {uri!r} has no bucket: use s3://bucket/prefix")
+        return S3Store(parsed.netloc, parsed.path, endpoint_url, multipart_threshold)
+    if parsed.scheme == "file":
+        return LocalStore(Path(parsed.path))
+    if parsed.scheme:
+        raise ValueError(f"ARCHIVE_URI {uri!r}: unsupported scheme {parsed.scheme!r} (use s3://, file:// or a path)")
+    return LocalStore(Path(uri).resolve())
