@@ -345,13 +345,23 @@ def test_data_tier_admits_only_the_app_tier() -> None:
             if labels.get("evpipe.io/tier") != "data":
                 continue
             policies = _policies_for(objects, labels, "Ingress")
-            assert policies, f"{overlay}: no ingress policy covers {workload['metadata']['name']}"
+            admitted: set[int] = set()
             for policy in policies:
                 for rule in policy["spec"].get("ingress", []):
                     assert rule.get("from"), f"{policy['metadata']['name']}: a rule without `from` admits anyone"
                     for peer in rule["from"]:
                         assert set(peer) == {"podSelector"}, f"{policy['metadata']['name']}: {peer}"
                         assert peer["podSelector"] == {"matchLabels": {"evpipe.io/tier": "app"}}
+                    admitted |= {p["port"] for p in rule.get("ports", [])}
+            # Covered means: the app tier can reach the service port, and nothing else can.
+            serving = {p["containerPort"] for c in containers(workload) for p in c.get("ports", [])}
+            assert serving and serving <= admitted, f"{overlay}: {workload['metadata']['name']} unreachable"
+            app_egress = {p["port"] for policy in _policies_for(objects, {"evpipe.io/tier": "app"}, "Egress")
+                          for rule in policy["spec"].get("egress", [])
+                          if any(peer.get("podSelector") == {"matchLabels": {"evpipe.io/tier": "data"}}
+                                 for peer in rule.get("to", []))
+                          for p in rule.get("ports", [])}
+            assert serving <= app_egress, f"{overlay}: the app tier may not reach {workload['metadata']['name']}"
             covered += 1
     assert covered >= 3  # stage-1 Postgres, stage-2 Postgres and Redis
 
