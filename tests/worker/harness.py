@@ -42,11 +42,47 @@ def env(s: WorkerSettings) -> dict[str, str]:
     return out
 
 
-def start_process(s: WorkerSettings, worker_id: str = "") -> subprocess.Popen[bytes]:
+def start_process(s: WorkerSettings, worker_id: str = "", log: Path | None = None) -> subprocess.Popen[bytes]:
+    """A worker process; its log goes to ``log`` (appended) so a full pipe can never stall it."""
     e = env(s)
     e["WORKER_ID"] = worker_id
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115  # closed by the child's exit
     return subprocess.Popen([sys.executable, "-m", "evpipe", "worker", "--log-level", "WARNING"],
-                            cwd=REPO, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=REPO, env=e, stdout=subprocess.DEVNULL, stderr=out)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> list[int]:
+    """SIGTERM every process, then wait; returns their exit codes."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(timeout=timeout_s))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            codes.append(p.wait())
+    return codes
+
+
+class Producer(threading.Thread):
+    """Pushes ``n`` fresh events to the queue in chunks at a steady pace, like the gateway would."""
+
+    def __init__(self, client: redis.Redis, queue: str, n: int, seconds: float, start: int = 0,
+                 chunk: int = 1000) -> None:
+        super().__init__(daemon=True)
+        self.client, self.queue, self.n, self.seconds, self.chunk = client, queue, n, seconds, chunk
+        self.start_index = start  # events are numbered start_index.. (make_wire), so ranges never overlap
+        self.pushed = 0
+
+    def run(self) -> None:
+        chunks = max(1, self.n // self.chunk)
+        pause = self.seconds / chunks
+        for start in range(0, self.n, self.chunk):
+            push(self.client, self.queue, make_wire(min(self.chunk, self.n - start), self.start_index + start))
+            self.pushed += min(self.chunk, self.n - start)
+            time.sleep(pause)
 
 
 class ThreadWorker:
@@ -81,9 +117,12 @@ def fill(client: redis.Redis, queue: str, n: int, start: int = 0) -> None:
 
 
 def counts(database_url: str, table: str) -> tuple[int, int]:
-    """(rows, distinct event ids) in the events table."""
+    """(rows, distinct event ids) in the events table; (0, 0) before a worker created it."""
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(f"SELECT count(*), count(DISTINCT event_id) FROM {table}").fetchone()
+        try:
+            row = conn.execute(f"SELECT count(*), count(DISTINCT event_id) FROM {table}").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0, 0
         assert row is not None
         return int(row[0]), int(row[1])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import urllib.request
+from pathlib import Path
 
 import orjson
 import psycopg
@@ -82,16 +83,18 @@ def test_metrics_endpoint(postgres: Service, redis_server: Service, redis_prefix
 
 
 def test_sigterm_finishes_the_batch_and_exits_cleanly(
-    postgres: Service, redis_server: Service, redis_prefix: str, pg_schema: str, rclient: redis.Redis
+    postgres: Service, redis_server: Service, redis_prefix: str, pg_schema: str, rclient: redis.Redis,
+    tmp_path: Path,
 ) -> None:
     queue, table = redis_prefix + "events", f"{pg_schema}.events"
     s = harness.settings(postgres.url, redis_server.url, queue, table)
-    proc = harness.start_process(s, worker_id="sigterm-w")
+    log = tmp_path / "worker.log"
+    proc = harness.start_process(s, worker_id="sigterm-w", log=log)
     try:
         harness.push(rclient, queue, harness.make_wire(2000))
         harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 60, "the queue to drain")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, proc.stderr.read().decode() if proc.stderr else ""
+        assert proc.wait(timeout=30) == 0, log.read_text()
     finally:
         proc.kill()
     assert harness.counts(postgres.url, table) == (2000, 2000)
