@@ -36,9 +36,14 @@ class DrainingServer(uvicorn.Server):
             return
         log.info("signal %d: draining for %.1fs before shutdown", sig, self.drain_s)
         self.gateway.begin_drain()
-        timer = threading.Timer(self.drain_s, super().handle_exit, (sig, frame))
+        timer = threading.Timer(self.drain_s, self._graceful_exit, (sig, frame))
         timer.daemon = True
         timer.start()
+
+    def _graceful_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after shutting down; a completed drain exits 0 instead.
+        self._captured_signals.clear()
 
 
 def serve(settings: GatewaySettings) -> int:
