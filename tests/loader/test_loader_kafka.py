@@ -115,13 +115,13 @@ def test_two_loaders_in_one_group_with_rebalances(
     runner.start()
     producer = threading.Thread(target=produce, args=(kafka.url, topic, messages(_events(total))))
     producer.start()
-    members: list[threading.Thread] = []
+    members: list[Loader] = []
     try:
-        for _ in range(3):  # the second member joins and leaves: six rebalances
+        for _ in range(3):  # a second member joins and leaves: six rebalances
             member = Loader(settings) if members else second
             thread = threading.Thread(target=member.run)
             thread.start()
-            members.append(thread)
+            members.append(member)
             time.sleep(8)
             member.stop()
             thread.join(60)
@@ -134,7 +134,9 @@ def test_two_loaders_in_one_group_with_rebalances(
         first.stop()
         runner.join(60)
     assert _counts(first) == (total, total)
+    # Both took part: the first member and the joining ones each wrote and committed batches.
     assert first.loop.stats.committed_batches > 0
+    assert sum(m.loop.stats.committed_batches for m in members) > 0
 
 
 def _count(loader: Loader) -> int:
