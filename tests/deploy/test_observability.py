@@ -171,6 +171,8 @@ def _exported(text: str) -> set[str]:
     names: set[str] = set()
     for family in text_string_to_metric_families(text):
         names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
+        if family.type in ("histogram", "summary"):
+            names.add(family.name)  # how prose names a histogram; never a queryable counter stem
         names |= {sample.name for sample in family.samples}
     return names
 
