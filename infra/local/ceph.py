@@ -134,7 +134,7 @@ class LocalCeph:
 
     @property
     def paths(self) -> CephPaths:
-        return CephPaths(self.state_dir / "ceph")
+        return CephPaths(self.state_dir.resolve() / "ceph")  # ceph.conf holds absolute paths
 
     @property
     def mon(self) -> Daemon:
@@ -171,12 +171,24 @@ class LocalCeph:
                 self.rgw.resume()  # left paused by an interrupted fault test
                 time.sleep(0.5)
             if self.healthy():
+                if self.rgw.daemon.pid() is None:
+                    raise StartError(
+                        f"port {self.port} already serves S3, but not from {self.paths.root} (a radosgw of "
+                        "another state dir, or one whose state dir was deleted): stop that one or pick another "
+                        "port (EVPIPE_S3_PORT)")
                 return "reused"
+            if self.rgw.daemon.pid() is None and port_open(self.rgw.host, self.port):
+                raise StartError(f"port {self.port} is in use by something that is not an S3 server; "
+                                 "stop it or pick another port (EVPIPE_S3_PORT)")
             check_binaries()
-            if self.paths.ready_marker.exists():
-                self._restart(timeout)
-            else:
+            if not self.paths.ready_marker.exists():
                 self._bootstrap(timeout)
+                return "started"
+            try:
+                self._restart(timeout)
+            except StartError as exc:
+                raise StartError(f"{exc}\nTo start over with an empty S3: evpipe dev down, then "
+                                 f"rm -rf {self.paths.root}") from None
             return "started"
 
     def stop(self) -> bool:
