@@ -4,8 +4,9 @@ All state lives under ``<state_dir>/ceph/``; the daemons run detached (they
 outlive the command that started them) and are tracked by pid files there.
 ``ensure()`` reuses a healthy gateway, restarts the daemons of an existing
 cluster, or bootstraps a new one (about 20 s), and raises StartError naming
-the failed step and its log. Runs as root (the daemons are started without
-``--setuser``); Debian's packages: ceph-mon ceph-osd radosgw ceph-common.
+the failed step and its log. The daemons run as the calling user (no
+``--setuser``; every path they write is under the state dir); tested as root.
+Debian's packages: ceph-mon ceph-osd radosgw ceph-common (infra/local/install-ceph.sh).
 """
 
 from __future__ import annotations
