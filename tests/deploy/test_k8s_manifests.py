@@ -209,6 +209,25 @@ def test_resources_follow_the_seeds_profiles() -> None:
                 assert _cpu(res["limits"]["cpu"]) >= _cpu(res["requests"]["cpu"])
 
 
+@pytest.mark.parametrize(("deployment", "module", "cls"), [
+    ("evpipe-archiver", "consumers.archiver.settings", "ArchiverSettings"),
+    ("evpipe-loader", "consumers.loader.settings", "LoaderSettings"),
+])
+def test_consumer_memory_limit_fits_its_buffer_cap(deployment: str, module: str, cls: str) -> None:
+    # The runtime bounds buffered bytes (CONSUMER_BUFFER_MAX_BYTES); encoding a batch (Arrow, Parquet)
+    # needs about as much again. Below 2x the cap the kernel would kill the pod under backlog.
+    try:
+        settings = getattr(__import__(module, fromlist=[cls]), cls)
+    except ModuleNotFoundError:
+        pytest.skip(f"{module} is not in this checkout yet")
+    objects = render("stage3")
+    (container,) = containers(by_name(objects, "Deployment", deployment))
+    env = {e["name"]: e.get("value") for e in container.get("env", [])} | config_data(objects)
+    cap = int(env.get("CONSUMER_BUFFER_MAX_BYTES", settings.model_fields["consumer_buffer_max_bytes"].default))
+    assert _mem(container["resources"]["limits"]["memory"]) >= 2 * cap
+    assert _mem(container["resources"]["requests"]["memory"]) >= cap
+
+
 def test_every_workload_has_a_disruption_budget(objects: tuple[dict[str, Any], ...]) -> None:
     pdbs = of_kind(objects, "PodDisruptionBudget")
     for workload in app_workloads(objects):
@@ -267,7 +286,7 @@ def test_workers_scale_on_redis_list_length_over_500() -> None:
 def test_consumer_groups_scale_on_their_own_kafka_lag() -> None:
     objects = render("stage3")
     groups = {"evpipe-loader": _group_id("consumers.loader.settings", "LoaderSettings", "loader_group_id"),
-              "evpipe-archiver": _group_id("consumers.archiver.settings", "ArchiverSettings", "archiver_group_id")}
+              "evpipe-archiver": _group_id("consumers.archiver.settings", "ArchiverSettings", "archiver_group")}
     partitions = int(config_data(objects)["KAFKA_PARTITIONS"])
     for deployment, group in groups.items():
         spec = _scaled_object_for(objects, deployment)
@@ -288,8 +307,9 @@ def _group_id(module: str, cls: str, field: str) -> str | None:
     try:
         settings = getattr(__import__(module, fromlist=[cls]), cls)
     except ModuleNotFoundError:
-        return None
-    return str(settings.model_fields[field].default) if field in settings.model_fields else None
+        return None  # that consumer is not in this checkout yet
+    assert field in settings.model_fields, f"{cls} has no {field}: which group does it join?"
+    return str(settings.model_fields[field].default)
 
 
 # ---- exposure and network policy ------------------------------------------------------------------
