@@ -4,8 +4,9 @@ Keys, for ``REDIS_QUEUE_KEY = Q``:
 
 * ``Q``: the list the gateway RPUSHes wire-format events to; workers take from the left.
 * ``Q:processing:<id>:<slot>``: the events of one batch a worker has taken
-  and not yet acknowledged, in the order taken. A worker has ``SLOTS`` of
-  them, so it can collect the next batch while the previous one is written.
+  and not yet acknowledged, in the order taken. A worker has one slot per
+  batch in flight (up to ``MAX_SLOTS``), so it can collect the next batch
+  while the previous ones are written.
   Every move into one is atomic (a Lua script or BLMOVE), and events leave it
   only after their Postgres transaction committed (ack) or when a reclaim
   moves them back to the head of ``Q``.
@@ -53,7 +54,7 @@ redis.call('SREM', KEYS[3], ARGV[1])
 return n
 """
 
-SLOTS = 2  # batches in flight per worker: one being written, one being collected
+MAX_SLOTS = 8  # processing slots a worker may have; reclaim looks at all of them
 
 
 @dataclass(frozen=True)
@@ -73,13 +74,15 @@ class DeadLetter:
 
 
 class ReliableQueue:
-    def __init__(self, client: redis.Redis, queue_key: str, worker_id: str) -> None:
+    def __init__(self, client: redis.Redis, queue_key: str, worker_id: str, slots: int = 2) -> None:
+        if not 1 <= slots <= MAX_SLOTS:
+            raise ValueError(f"slots must be 1..{MAX_SLOTS}")
         self.client = client
         self.main = queue_key
         self.dead = f"{queue_key}:dead"
         self.workers = f"{queue_key}:workers"
         self.worker_id = worker_id
-        self.processing = [self.processing_key(worker_id, slot) for slot in range(SLOTS)]
+        self.processing = [self.processing_key(worker_id, slot) for slot in range(slots)]
         self.heartbeat_key = self.heartbeat_key_of(worker_id)
         self._take = client.register_script(_TAKE)
         self._reclaim = client.register_script(_RECLAIM)
@@ -126,7 +129,7 @@ class ReliableQueue:
             if other == self.worker_id:
                 continue
             keys = [self.main, self.heartbeat_key_of(other), self.workers]
-            keys += [self.processing_key(other, slot) for slot in range(SLOTS)]
+            keys += [self.processing_key(other, slot) for slot in range(MAX_SLOTS)]
             moved = int(self._reclaim(keys=keys, args=[other]))
             total += max(moved, 0)
         return total

@@ -13,6 +13,8 @@ class WorkerSettings(RedisSettings, PostgresSettings):
     worker_batch_size: int = Field(5000, ge=1, le=100_000, description="Insert a batch at this many events...")
     worker_batch_wait_ms: int = Field(
         500, ge=1, description="...or when the oldest event of the batch has waited this long.")
+    worker_writers: int = Field(
+        2, ge=1, le=7, description="Postgres connections writing batches in parallel (batches in flight).")
     worker_max_attempts: int = Field(
         5, ge=1, description="Attempts for an event Postgres rejects before it goes to <REDIS_QUEUE_KEY>:dead.")
     worker_backoff_initial_s: float = Field(0.2, gt=0, description="First retry delay when Postgres fails.")

@@ -29,7 +29,7 @@ import redis
 
 from consumers import pgstore
 from consumers.worker.metrics import WorkerMetrics
-from consumers.worker.queue import SLOTS, DeadLetter, ReliableQueue
+from consumers.worker.queue import DeadLetter, ReliableQueue
 from consumers.worker.settings import WorkerSettings
 from consumers.worker.writer import BatchWriter, Entry, TransientError, decode_batch
 
@@ -72,21 +72,26 @@ class Worker:
         self.worker_id = settings.worker_id or default_worker_id()
         self.metrics = metrics or WorkerMetrics()
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=30, health_check_interval=30)
-        self.queue = ReliableQueue(self.redis, settings.redis_queue_key, self.worker_id)
-        self.writer = BatchWriter(settings.database_url, settings.worker_table,
-                                  application_name=f"evpipe-worker-{self.worker_id}"[:63],
-                                  max_attempts=settings.worker_max_attempts,
-                                  retry_delay_s=settings.worker_backoff_initial_s)
-        self.writer.on_item_failure = lambda: self.metrics.failures.labels("item").inc()
+        # One processing slot per batch in flight: one per writer plus the one being collected.
+        slots = settings.worker_writers + 1
+        self.queue = ReliableQueue(self.redis, settings.redis_queue_key, self.worker_id, slots=slots)
+        self.writers = [self._new_writer() for _ in range(settings.worker_writers)]
         self.stop = threading.Event()
         self.done = threading.Event()  # run() returned: the heartbeat thread stops too
         self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._slot_free = [threading.Event() for _ in range(SLOTS)]
+        self._slot_free = [threading.Event() for _ in range(slots)]
         for free in self._slot_free:
             free.set()
         self._writer_failed = threading.Event()
         self._next_maintenance = 0.0
         self._schema_ready = False
+
+    def _new_writer(self) -> BatchWriter:
+        s = self.settings
+        writer = BatchWriter(s.database_url, s.worker_table, application_name=f"evpipe-worker-{self.worker_id}"[:63],
+                             max_attempts=s.worker_max_attempts, retry_delay_s=s.worker_backoff_initial_s)
+        writer.on_item_failure = lambda: self.metrics.failures.labels("item").inc()
+        return writer
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,7 +115,8 @@ class Worker:
         finally:
             self.done.set()
             heartbeat.join()
-            self.writer.close()
+            for writer in self.writers:
+                writer.close()
         if clean and self.queue.deregister():
             log.info("worker %s stopped cleanly", self.worker_id)
             return 0
@@ -121,9 +127,11 @@ class Worker:
         return 1
 
     def _loop(self) -> bool:
-        """Collect batches on this thread while the writer thread writes the previous one."""
-        writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
-        writer.start()
+        """Collect batches on this thread while writer threads write the previous ones (in parallel)."""
+        threads = [threading.Thread(target=self._write_loop, args=(w,), name=f"writer-{i}", daemon=True)
+                   for i, w in enumerate(self.writers)]
+        for thread in threads:
+            thread.start()
         slot = 0
         try:
             while not self.stop.is_set():
@@ -133,10 +141,12 @@ class Worker:
                 if batch:
                     self._slot_free[slot].clear()
                     self._jobs.put(Job(slot, batch, *decode_batch(batch)))
-                    slot = (slot + 1) % SLOTS
+                    slot = (slot + 1) % len(self._slot_free)
         finally:
-            self._jobs.put(None)
-            writer.join()
+            for _ in threads:
+                self._jobs.put(None)
+            for thread in threads:
+                thread.join()
         return not self._writer_failed.is_set()
 
     def _wait_slot(self, slot: int) -> bool:
@@ -183,18 +193,19 @@ class Worker:
             batch.extend(got)
         return batch
 
-    def _write_loop(self) -> None:
-        """Writer thread: maintenance, then each batch written and acknowledged, in order."""
+    def _write_loop(self, writer: BatchWriter) -> None:
+        """Writer thread: takes batches, writes and acknowledges each; the first writer also does maintenance."""
         try:
             while True:
-                self._maintain()
+                if writer is self.writers[0]:
+                    self._maintain(writer)
                 try:
                     job = self._jobs.get(timeout=5.0)
                 except queue.Empty:
                     continue
                 if job is None:
                     return
-                if not self._flush(job):
+                if not self._flush(writer, job):
                     self._writer_failed.set()
                     return
                 self._slot_free[job.slot].set()
@@ -205,14 +216,14 @@ class Worker:
             if self._writer_failed.is_set():
                 self.stop.set()
 
-    def _flush(self, job: Job) -> bool:
+    def _flush(self, writer: BatchWriter, job: Job) -> bool:
         """Write and acknowledge one batch, retrying through Postgres failures; False if given up on stop."""
         backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s)
         give_up_at: float | None = None
         while True:
             started = time.perf_counter()
             try:
-                result = self.writer.write(job.entries)
+                result = writer.write(job.entries)
                 break
             except TransientError as exc:
                 self.metrics.failures.labels("transient").inc()
@@ -224,7 +235,7 @@ class Worker:
                 log.warning("writing %d events failed (%s); retrying in %.1f s", len(job.entries), exc, delay)
                 time.sleep(delay)
                 if not self._schema_ready:
-                    self._maintain(force=True)  # the failure may be the missing table of a first start
+                    self._maintain(writer, force=True)  # the failure may be the missing table of a first start
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
         dead = job.dead + result.dead
         self._ack(job.slot, dead)
@@ -248,12 +259,12 @@ class Worker:
 
     # ------------------------------------------------------------------ side duties
 
-    def _maintain(self, force: bool = False) -> None:
+    def _maintain(self, writer: BatchWriter, force: bool = False) -> None:
         """Create partitions ahead and apply retention, at start and then every WORKER_MAINTENANCE_INTERVAL_S."""
         if not force and time.monotonic() < self._next_maintenance:
             return
         try:
-            conn = self.writer.connection()
+            conn = writer.connection()
             pgstore.ensure_schema(conn, self.settings.worker_table,
                                   days_ahead=self.settings.worker_partition_days_ahead)
             if self.settings.worker_retention_days:
@@ -264,7 +275,7 @@ class Worker:
             self._next_maintenance = time.monotonic() + self.settings.worker_maintenance_interval_s
             self._schema_ready = True
         except (TransientError, Exception) as exc:  # maintenance must never stop the draining
-            self.writer.close()
+            writer.close()
             log.warning("partition maintenance failed (%s); retrying in 60 s", exc)
             self._next_maintenance = time.monotonic() + min(60.0, self.settings.worker_maintenance_interval_s)
 
