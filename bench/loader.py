@@ -1,0 +1,197 @@
+"""Loader throughput against two raw baselines measured on the same events in the same run.
+
+1. raw consume-only ceiling: a bare confluent-kafka consumer (same consumer
+   config as the runtime) reads every message and does nothing with it;
+2. raw insert: the same events, parsed to Arrow beforehand, go into a plain
+   events table with ``client.insert_arrow`` in 50,000-row inserts (no Kafka,
+   no dedup, no ledger);
+3. the loader (in this process: consumer runtime -> parse -> stage ->
+   dedup insert -> commit) loads the topic into a fresh database.
+
+Rates are timed from the first message consumed to the last one handled, so
+the consumer-group join (seconds on Tansu) is left out of all of them. The
+target is a loader at >= 50% of the raw consume ceiling.
+
+Kafka: KAFKA_BOOTSTRAP_SERVERS if set, else a throw-away local Tansu broker.
+ClickHouse: CLICKHOUSE_URL if set, else a throw-away embedded engine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.report import write_result
+
+BATCH_ROWS = 50_000
+PARTITIONS = 6
+
+
+def _values(n: int) -> list[bytes]:
+    from schemas.envelope import Enrichment, EventValidator, now_timestamp
+
+    validator = EventValidator()
+    enrichment = Enrichment(source_id="bench", received_at=now_timestamp(), ip="10.1.2.3", user_agent="bench/1")
+    return [orjson.dumps(validator.normalize({
+        "type": f"type_{i % 20}", "user_id": f"u{i % 5000}",
+        "properties": {"path": f"/p/{i % 300}", "ms": i % 1000},
+        "context": {"library": {"name": "bench", "version": "1"}},
+    }, enrichment)) for i in range(n)]
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    from confluent_kafka import Producer
+
+    from evpipe.kafka import producer_config
+    from evpipe.settings import KafkaSettings
+
+    producer = Producer(producer_config(KafkaSettings(kafka_bootstrap_servers=bootstrap)))
+    for i, value in enumerate(values):
+        while True:
+            try:
+                producer.produce(topic, key=str(i % 5000).encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("producer did not deliver every event")
+
+
+def _raw_consume(bootstrap: str, topic: str, n: int) -> float:
+    """Seconds from the first message to the n-th, consuming and discarding."""
+    from confluent_kafka import Consumer
+
+    from evpipe.kafka import consumer_config
+    from evpipe.settings import KafkaSettings
+
+    consumer = Consumer(consumer_config(KafkaSettings(kafka_bootstrap_servers=bootstrap),
+                                        f"bench-raw-{uuid.uuid4().hex[:8]}", **{"session.timeout.ms": 6000}))
+    consumer.subscribe([topic])
+    seen, started = 0, 0.0
+    deadline = time.monotonic() + 300
+    try:
+        while seen < n and time.monotonic() < deadline:
+            batch = consumer.consume(10_000, 0.5)
+            if batch and not started:
+                started = time.perf_counter()
+            seen += sum(1 for m in batch if m.error() is None)
+        elapsed = time.perf_counter() - started
+    finally:
+        consumer.close()
+    if seen < n:
+        raise RuntimeError(f"raw consumer read {seen} of {n} messages")
+    return elapsed
+
+
+def _raw_insert(client: Any, database: str, values: list[bytes]) -> float:
+    from schemas.arrow import parse_ndjson
+    from schemas.clickhouse import clickhouse_create_table
+
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    client.command(clickhouse_create_table(f"`{database}`.raw_events"))
+    tables = [parse_ndjson(b"\n".join(values[i:i + BATCH_ROWS])) for i in range(0, len(values), BATCH_ROWS)]
+    started = time.perf_counter()
+    for table in tables:
+        client.insert_arrow(f"`{database}`.raw_events", table)
+    elapsed = time.perf_counter() - started
+    stored = client.query(f"SELECT count() FROM `{database}`.raw_events").result_rows[0][0]
+    if stored != len(values):
+        raise RuntimeError(f"raw insert stored {stored} of {len(values)}")
+    return elapsed
+
+
+def _run_loader(settings: Any, n: int) -> tuple[float, Any]:
+    from consumers.loader.app import Loader
+
+    loader = Loader(settings)
+    thread = threading.Thread(target=loader.run, daemon=True)
+    thread.start()
+    stats = loader.loop.stats
+    deadline = time.monotonic() + 600
+    while not stats.consumed and time.monotonic() < deadline:
+        time.sleep(0.005)
+    started = time.perf_counter()
+    while stats.rows < n and time.monotonic() < deadline:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    loader.stop()
+    thread.join(60)
+    if stats.rows < n:
+        raise RuntimeError(f"loader handled {stats.rows} of {n} events")
+    return elapsed, loader
+
+
+def run(quick: bool) -> dict[str, Any]:
+    from consumers.loader.settings import LoaderSettings
+    from evpipe.clickhouse import connect
+    from evpipe.kafka import create_topics
+    from evpipe.settings import KafkaSettings
+    from infra.local.broker import LocalBroker
+    from infra.local.daemon import free_port
+
+    n = 100_000 if quick else 500_000
+    tag = uuid.uuid4().hex[:8]
+    topic, database = f"bench_loader_{tag}", f"bench_loader_{tag}"
+    with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
+        workdir = Path(tmp)
+        broker = None
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+        if not bootstrap:
+            broker = LocalBroker(workdir / "broker", free_port())
+            broker.ensure()
+            bootstrap = broker.bootstrap
+        ch_url = os.environ.get("CLICKHOUSE_URL") or f"chdb://{workdir / 'clickhouse'}"
+        client = connect(ch_url)
+        try:
+            create_topics(KafkaSettings(kafka_bootstrap_servers=bootstrap), [topic, f"{topic}.dlq"],
+                          partitions=PARTITIONS)
+            values = _values(n)
+            print(f"producing {n:,} events to {PARTITIONS} partitions ...", flush=True)
+            _produce(bootstrap, topic, values)
+            print("raw consume-only ceiling ...", flush=True)
+            consume_s = _raw_consume(bootstrap, topic, n)
+            print("raw insert_arrow of the same rows ...", flush=True)
+            insert_s = _raw_insert(client, f"{database}_raw", values)
+            print("loader ...", flush=True)
+            settings = LoaderSettings(
+                kafka_bootstrap_servers=bootstrap, kafka_topic=topic, kafka_dlq_topic=f"{topic}.dlq",
+                clickhouse_url=ch_url, clickhouse_database=database, loader_group_id=f"bench-loader-{tag}",
+                loader_consume_replay=False, metrics_port=0, loader_admin_host="127.0.0.1",
+                consumer_session_timeout_ms=6000, consumer_batch_max_messages=BATCH_ROWS,
+            )
+            loader_s, loader = _run_loader(settings, n)
+            stored, distinct = client.query(
+                f"SELECT count(), uniqExact(event_id) FROM `{database}`.events").result_rows[0]
+        finally:
+            for db in (database, f"{database}_raw"):
+                client.command(f"DROP DATABASE IF EXISTS `{db}`")
+            if broker is not None:
+                broker.stop()
+    if stored != n or distinct != n:
+        raise RuntimeError(f"loader stored {stored} rows ({distinct} distinct) of {n}")
+    ceiling, raw_insert, measured = n / consume_s, n / insert_s, n / loader_s
+    result = {
+        "events": n, "partitions": PARTITIONS, "batch_rows": BATCH_ROWS,
+        "clickhouse": "server" if os.environ.get("CLICKHOUSE_URL") else "embedded (chdb)",
+        "events_per_s": round(measured), "baseline_events_per_s": round(ceiling), "ratio": measured / ceiling,
+        "raw_insert_events_per_s": round(raw_insert), "ratio_to_raw_insert": measured / raw_insert,
+        "loader_seconds": round(loader_s, 2), "batches": loader.loop.stats.committed_batches,
+        "target_ratio": 0.5,
+    }
+    rows = [
+        {"step": "raw consume-only (ceiling)", "events": n, "seconds": round(consume_s, 2),
+         "events_per_s": round(ceiling), "ratio": 1.0},
+        {"step": "raw insert_arrow (pre-parsed)", "events": n, "seconds": round(insert_s, 2),
+         "events_per_s": round(raw_insert), "ratio": raw_insert / ceiling},
+        {"step": "loader: consume -> parse -> dedup insert -> commit", "events": n, "seconds": round(loader_s, 2),
+         "events_per_s": round(measured), "ratio": measured / ceiling},
+    ]
+    write_result("loader", result, rows)
+    return result
