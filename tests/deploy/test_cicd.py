@@ -41,9 +41,9 @@ def _ancestors(jobs: dict[str, Any], name: str) -> set[str]:
 
 def test_pipeline_stages_run_their_tools() -> None:
     jobs = workflow()["jobs"]
-    assert re.search(r"^ruff check", _runs(jobs["lint"]), re.M)
-    assert re.search(r"^mypy ", _runs(jobs["typecheck"]), re.M)
-    assert re.search(r"^pytest ", _runs(jobs["test"]), re.M)
+    assert re.search(r"^ruff check", _runs(jobs["lint"]), re.MULTILINE)
+    assert re.search(r"^mypy ", _runs(jobs["typecheck"]), re.MULTILINE)
+    assert re.search(r"^pytest ", _runs(jobs["test"]), re.MULTILINE)
     assert "pip-audit" in _runs(jobs["security"])
     build = jobs["build"]["steps"]
     push = [s for s in build if str(s.get("uses", "")).startswith("docker/build-push-action")]
@@ -158,7 +158,7 @@ def test_dockerfile_runs_evpipe_as_a_non_root_user() -> None:
     assert "evpipe" in scripts
     # The manifests run the same uid, so runAsNonRoot holds without reading /etc/passwd.
     pod = render("stage3")
-    gateway = [o for o in pod if o["kind"] == "Deployment" and o["metadata"]["name"] == "evpipe-gateway"][0]
+    gateway = next(o for o in pod if o["kind"] == "Deployment" and o["metadata"]["name"] == "evpipe-gateway")
     assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == int(user)
 
 

@@ -11,8 +11,17 @@ import kubernetes_validate
 import pytest
 
 from tests.deploy.support import (
-    NAMESPACE, OVERLAYS, by_name, config_data, containers, known_env_vars, of_kind, pod_labels, render,
-    selector_matches, workloads,
+    NAMESPACE,
+    OVERLAYS,
+    by_name,
+    config_data,
+    containers,
+    known_env_vars,
+    of_kind,
+    pod_labels,
+    render,
+    selector_matches,
+    workloads,
 )
 
 K8S_VERSION = "1.30.0"  # oldest Kubernetes these manifests support (EKS standard support)
@@ -387,9 +396,9 @@ def test_data_tier_admits_only_the_app_tier() -> None:
 
 
 def test_app_tier_egress_is_limited_to_dns_and_the_data_tier(objects: tuple[dict[str, Any], ...]) -> None:
-    from tests.deploy.support import subnet_cidrs
-
     import ipaddress
+
+    from tests.deploy.support import subnet_cidrs
 
     data = subnet_cidrs("data")
     for workload in app_workloads(objects):

@@ -17,7 +17,7 @@ RUNBOOK = (REPO / "infra" / "RUNBOOK.md").read_text()
 
 def runbook_commands() -> list[str]:
     """`evpipe ...` commands from code blocks and inline code spans."""
-    blocks = re.findall(r"```bash\n(.*?)```", RUNBOOK, re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", RUNBOOK, re.DOTALL)
     lines = [line.strip() for block in blocks for line in block.splitlines()]
     inline = re.findall(r"`(evpipe [^`]+)`", RUNBOOK.replace("\n   ", " "))
     return [c for c in lines + inline if c.startswith("evpipe ")]
@@ -29,7 +29,7 @@ def test_runbook_commands_parse_with_the_real_cli() -> None:
     commands = runbook_commands()
     assert len(commands) >= 5
     parser = build_parser()
-    top = next(a for a in parser._actions if a.dest == "command").choices  # noqa: SLF001
+    top = next(a for a in parser._actions if a.dest == "command").choices
     pending = []
     for command in commands:
         argv = shlex.split(command)[1:]
@@ -54,7 +54,7 @@ def test_runbook_metric_names_are_exported() -> None:
     named = set(re.findall(r"\b(evpipe_[a-z_]+)\b", RUNBOOK))
     assert len(named) >= 5
     exported: set[str] = set()
-    for component, scrape in COMPONENTS.items():
+    for scrape in COMPONENTS.values():
         with contextlib.suppress(ModuleNotFoundError):
             exported |= _exported(scrape())
     prefixes = tuple(f"evpipe_{c}_" for c in COMPONENTS if any(n.startswith(f"evpipe_{c}_") for n in exported))

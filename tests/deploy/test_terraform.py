@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from tests.deploy.support import (
-    TERRAFORM, first, known_env_vars, render, resource, resources, subnet_cidrs, terraform, variable_default,
+    TERRAFORM,
+    first,
+    known_env_vars,
+    render,
+    resource,
+    resources,
+    subnet_cidrs,
+    terraform,
+    variable_default,
 )
 
 OPEN = {"0.0.0.0/0", "::/0"}
@@ -78,9 +86,7 @@ def test_only_the_alb_and_nat_sit_in_public_subnets() -> None:
 def _ingress_rules() -> list[tuple[str, dict[str, Any]]]:
     rules = []
     for rtype, name, body in resources():
-        if rtype == "aws_vpc_security_group_ingress_rule":
-            rules.append((name, body))
-        elif rtype == "aws_security_group_rule" and body.get("type") == "ingress":
+        if rtype == "aws_vpc_security_group_ingress_rule" or rtype == "aws_security_group_rule" and body.get("type") == "ingress":
             rules.append((name, body))
         elif rtype == "aws_security_group":
             rules.extend((f"{name}.inline", rule) for rule in body.get("ingress", []))
@@ -202,7 +208,7 @@ def test_archiver_role_is_bound_to_the_archiver_service_account() -> None:
     assert account in trust
     objects = render("stage3")
     names = {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"}
-    archiver = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "evpipe-archiver"][0]
+    archiver = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "evpipe-archiver")
     assert archiver["spec"]["template"]["spec"]["serviceAccountName"] == "evpipe-archiver" in names
 
 
