@@ -175,4 +175,7 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
     for entry in (".git", ".venv", ".evpipe", ".evpipe-test", "tests", ".env"):
         assert entry in ignored, entry
     copied = {a.split()[0] for i, a in dockerfile() if i == "COPY" and "--from" not in a}
-    assert not any(c.split("/")[0] in ignored for c in copied), "COPY of an ignored path would fail the build"
+    for source in copied:
+        blocked = [i for i in ignored if source == i or source.startswith(i.rstrip("/") + "/")]
+        assert not blocked, f"COPY {source} is excluded by .dockerignore {blocked}: the build would fail"
+        assert (REPO / source).exists(), f"COPY {source}: no such path"
