@@ -33,9 +33,21 @@ def run(args: argparse.Namespace) -> int:
 
     from consumers.worker.worker import Worker
 
+    import redis
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load(WorkerSettings)
     worker = Worker(settings)
-    worker.metrics.serve(settings.worker_metrics_port)
+    try:
+        worker.metrics.serve(settings.worker_metrics_port)
+    except OSError as exc:
+        print(f"error: cannot serve /metrics on port {settings.worker_metrics_port}: {exc}\n"
+              "Set WORKER_METRICS_PORT to a free port (0 disables metrics).")
+        return 1
     worker.install_signal_handlers()
-    return worker.run()
+    try:
+        return worker.run()
+    except redis.ConnectionError as exc:
+        print(f"error: cannot reach Redis at {settings.redis_url}: {exc}\n"
+              "Is Redis running? Set REDIS_URL to its address.")
+        return 1

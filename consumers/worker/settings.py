@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from evpipe.settings import PostgresSettings, RedisSettings
 
 
 class WorkerSettings(RedisSettings, PostgresSettings):
-    worker_table: str = Field("events", description="Events table, optionally schema-qualified (schema.events).")
+    worker_table: str = Field(
+        "events", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,49}(\.[A-Za-z_][A-Za-z0-9_]{0,49})?$",
+        description="Events table, optionally schema-qualified (schema.events).")
     worker_id: str = Field("", description="Unique worker id. Empty: <hostname>-<pid>-<random>.")
     worker_batch_size: int = Field(5000, ge=1, le=100_000, description="Insert a batch at this many events...")
     worker_batch_wait_ms: int = Field(
@@ -30,3 +32,10 @@ class WorkerSettings(RedisSettings, PostgresSettings):
     worker_shutdown_timeout_s: float = Field(
         30.0, ge=0, description="On SIGTERM, keep retrying the last batch this long, then leave it for reclaim.")
     worker_metrics_port: int = Field(9104, ge=0, le=65535, description="Prometheus /metrics port. 0: disabled.")
+
+    @model_validator(mode="after")
+    def _heartbeat_outlives_interval(self) -> WorkerSettings:
+        if self.worker_heartbeat_ttl_s < 2 * self.worker_heartbeat_s:
+            raise ValueError("WORKER_HEARTBEAT_TTL_S must be at least twice WORKER_HEARTBEAT_S, "
+                             "or live workers are taken for dead")
+        return self

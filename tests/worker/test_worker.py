@@ -122,3 +122,28 @@ def test_decode_and_error_classification() -> None:
     assert not is_item_error(psycopg.errors.AdminShutdown())
     assert not is_item_error(psycopg.errors.UndefinedTable())  # misconfiguration: retry, never dead-letter
     assert not is_item_error(psycopg.OperationalError("connection refused"))
+
+
+def test_settings_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from consumers.worker.settings import WorkerSettings
+    from evpipe.settings import ConfigError, load
+
+    monkeypatch.setenv("WORKER_TABLE", "a.b.c")
+    with pytest.raises(ConfigError, match="WORKER_TABLE"):
+        load(WorkerSettings)
+    monkeypatch.setenv("WORKER_TABLE", "s1.events")
+    monkeypatch.setenv("WORKER_HEARTBEAT_TTL_S", "1")
+    with pytest.raises(ConfigError, match="WORKER_HEARTBEAT_TTL_S"):
+        load(WorkerSettings)
+    monkeypatch.delenv("WORKER_HEARTBEAT_TTL_S")
+    assert load(WorkerSettings).worker_table == "s1.events"
+
+
+def test_cli_help_lists_the_variables() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "evpipe", "worker", "--help"], capture_output=True, text=True,
+                         cwd=harness.REPO, check=True).stdout
+    for name in ("REDIS_QUEUE_KEY", "WORKER_BATCH_SIZE", "WORKER_MAX_ATTEMPTS", "WORKER_METRICS_PORT"):
+        assert name in out
