@@ -133,7 +133,8 @@ class Gateway:
     async def _ingest(self, request: Request, segment_call: str | None) -> Response:
         if self.draining:
             return _error(503, "gateway is shutting down: resend to another instance", retry_after=1)
-        headers = request.headers
+        # One plain dict per request: Starlette's Headers scans the raw list on every lookup.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
         header_key = key_from_headers(headers)
         source = self.keys.source_for(header_key)
         if header_key and source is None:
@@ -153,7 +154,7 @@ class Gateway:
             self.metrics.rejected.labels("rate limited").inc(len(parsed.events))
             return _error(429, f"rate limit of {self.limiter.rate:g} events/s for this key exceeded",
                           retry_after=int(wait))
-        return await self._validate_and_send(request, parsed, source, segment_call)
+        return await self._validate_and_send(request, headers, parsed, source, segment_call)
 
     def _parse(self, body: bytes, content_type: str | None, segment_call: str | None) -> ParsedBody:
         batch_key = "batch" if segment_call in (None, "batch") else "\x00no-batch"
@@ -164,14 +165,14 @@ class Gateway:
             raise BodyError(400, "/v1/batch takes {\"batch\": [...]}")
         return parsed
 
-    async def _validate_and_send(self, request: Request, parsed: ParsedBody, source: str,
-                                 segment_call: str | None) -> Response:
+    async def _validate_and_send(self, request: Request, headers: dict[str, str], parsed: ParsedBody,
+                                 source: str, segment_call: str | None) -> Response:
         received = dt.datetime.now(dt.timezone.utc)
         peer = request.client.host if request.client else None
         enrichment = Enrichment(
             source_id=source, received_at=format_timestamp(received),
-            ip=self.client_ip.resolve(peer, request.headers.get("x-forwarded-for")),
-            user_agent=request.headers.get("user-agent"),
+            ip=self.client_ip.resolve(peer, headers.get("x-forwarded-for")),
+            user_agent=headers.get("user-agent"),
         )
         call = None if segment_call in (None, "batch") else segment_call
         mapper = ingest.segment_mapper(call, parsed, source, received) if segment_call else None

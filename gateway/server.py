@@ -55,7 +55,8 @@ def serve(settings: GatewaySettings) -> int:
         raise ConfigError(str(exc)) from None
     config = uvicorn.Config(
         app, host=settings.gateway_host, port=settings.gateway_port, loop="uvloop", http="httptools",
-        lifespan="on", access_log=False, log_level=settings.gateway_log_level.lower(),
+        # proxy_headers off: the client IP comes from GATEWAY_TRUSTED_PROXIES only (gateway.clientip).
+        lifespan="on", access_log=False, proxy_headers=False, log_level=settings.gateway_log_level.lower(),
         timeout_graceful_shutdown=max(5, int(settings.gateway_deadline_s) + 5),
     )
     server = DrainingServer(config, app.state.gateway, settings.gateway_drain_s)

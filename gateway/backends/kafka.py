@@ -2,13 +2,16 @@
 
 One poll thread serves librdkafka's delivery reports for the whole process.
 Each request registers one ``_Ack``; its delivery callback counts the
-request's messages down in that thread and wakes the request's asyncio future
-with a single ``call_soon_threadsafe`` when the last one is reported.
+request's messages down in that thread. Requests whose last report arrived
+are woken together: one ``call_soon_threadsafe`` per poll round, not per
+request or per message, so the event loop is not interrupted thousands of
+times a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import time
@@ -27,14 +30,14 @@ log = logging.getLogger("evpipe.gateway.kafka")
 class _Ack:
     """Delivery bookkeeping of one request; ``delivered`` runs on the poll thread."""
 
-    __slots__ = ("loop", "future", "remaining", "error", "lock")
+    __slots__ = ("future", "remaining", "error", "lock", "done")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
-        self.loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int, done: collections.deque[_Ack]) -> None:
         self.future: asyncio.Future[KafkaError | None] = loop.create_future()
         self.remaining = count
         self.error: KafkaError | None = None
         self.lock = threading.Lock()
+        self.done = done
 
     def delivered(self, err: KafkaError | None, _msg: Any) -> None:
         if err is not None and self.error is None:
@@ -44,13 +47,18 @@ class _Ack:
     def settle(self, count: int) -> None:
         with self.lock:
             self.remaining -= count
-            done = self.remaining == 0
-        if done:
-            self.loop.call_soon_threadsafe(self._resolve)
+            finished = self.remaining == 0
+        if finished:
+            self.done.append(self)  # woken in bulk after this poll() round, see KafkaBackend._poll
 
-    def _resolve(self) -> None:
+    def resolve(self) -> None:
         if not self.future.done():
             self.future.set_result(self.error)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 class KafkaBackend:
@@ -69,11 +77,14 @@ class KafkaBackend:
                # Topics are created deliberately (`evpipe topics create`), with the configured partitions.
                "allow.auto.create.topics": False, "error_cb": self._on_error},
         ))
+        self._done: collections.deque[_Ack] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._ready_cache: tuple[float, str | None] = (0.0, "not checked yet")
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._poller.start()
         reason = await self.ready()
         if reason:
@@ -82,6 +93,16 @@ class KafkaBackend:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self.producer.poll(0.1)
+            if self._done and self._loop is not None:
+                try:
+                    self._loop.call_soon_threadsafe(self._resolve_done)
+                except RuntimeError:  # the loop closed (process exiting): nobody waits any more
+                    return
+
+    def _resolve_done(self) -> None:
+        done = self._done
+        while done:
+            done.popleft().resolve()
 
     def _on_error(self, err: KafkaError) -> None:
         log.warning("kafka: %s", err)
@@ -95,7 +116,7 @@ class KafkaBackend:
             return
         if self.queued() + count > self.max_queued:
             raise Unavailable(f"producer queue full ({self.max_queued} events waiting for the broker)", 2)
-        ack = _Ack(asyncio.get_running_loop(), count)
+        ack = _Ack(asyncio.get_running_loop(), count, self._done)
         produced = 0
         try:
             produce = self.producer.produce
@@ -113,11 +134,15 @@ class KafkaBackend:
         await self._await(ack, deadline)
 
     async def _await(self, ack: _Ack, deadline: float) -> None:
+        # A timer on the future itself: cheaper than wait_for(shield(...)) on the hot path.
+        timer = asyncio.get_running_loop().call_later(deadline, _expire, ack.future)
         try:
-            error = await asyncio.wait_for(asyncio.shield(ack.future), deadline)
+            error = await ack.future
         except TimeoutError:
             raise Unavailable(f"broker did not acknowledge within {deadline:g}s", max(1, int(deadline)),
                               enqueued=True) from None
+        finally:
+            timer.cancel()
         if error is not None:
             raise Unavailable(f"broker refused the events: {error.str()}", 2, enqueued=True)
 

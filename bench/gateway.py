@@ -1,0 +1,204 @@
+"""Gateway throughput against the raw producer ceiling, in one run.
+
+1. Raw ceiling: a confluent-kafka producer (same durable config: acks=all,
+   idempotence) sends the same pre-encoded events to a private Tansu broker.
+2. The gateway (`evpipe gateway`, one uvicorn worker, Kafka backend) under
+   wrk on loopback: batches of 100 events, then single events at 256 connections.
+3. The load generator's own ceiling: wrk against GET /healthz of the same server.
+
+Every 2xx counted was answered after the broker acknowledged all its events;
+the accepted-events counter from /metrics is checked against wrk's count.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.report import write_result
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "bench-key"
+WRK_SCRIPT = """
+local f = io.open("{body}", "rb")
+wrk.method = "{method}"
+wrk.body = f and f:read("*a") or nil
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Api-Key"] = "{key}"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def _event(n: int) -> dict[str, Any]:
+    return {"type": "page_view", "user_id": f"user-{n}", "anonymous_id": f"anon-{n}",
+            "properties": {"path": "/pricing", "referrer": "https://example.com/blog", "n": n},
+            "context": {"locale": "en-US", "library": {"name": "bench", "version": "1"}}}
+
+
+def raw_ceiling(bootstrap: str, topic: str, count: int) -> float:
+    from confluent_kafka import Producer
+
+    from evpipe.settings import KafkaSettings
+    from evpipe.kafka import producer_config
+    from schemas.envelope import Enrichment, EventValidator, now_timestamp
+
+    validator = EventValidator()
+    enrichment = Enrichment("bench", now_timestamp(), "127.0.0.1", "bench")
+    encoded = [validator.encode(_event(n), enrichment)[:2] for n in range(100)]
+    producer = Producer(producer_config(KafkaSettings(kafka_bootstrap_servers=bootstrap),
+                                        **{"queue.buffering.max.messages": 1_000_000}))
+    failed = 0
+
+    def report(err: Any, _msg: Any) -> None:
+        nonlocal failed
+        failed += err is not None
+
+    started = time.perf_counter()
+    for i in range(count):
+        key, value = encoded[i % 100]
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+    elapsed = time.perf_counter() - started
+    if failed:
+        raise RuntimeError(f"raw producer: {failed} delivery failures")
+    return count / elapsed
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_mib, self.running = pid, 0.0, True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                with open(f"/proc/{self.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmRSS:"):
+                            self.peak_mib = max(self.peak_mib, int(line.split()[1]) / 1024)
+            except FileNotFoundError:
+                return
+            time.sleep(0.2)
+
+
+def wrk(url: str, body: Path | None, connections: int, seconds: int, workdir: Path) -> dict[str, float]:
+    script = workdir / f"wrk-{uuid.uuid4().hex[:6]}.lua"
+    script.write_text(WRK_SCRIPT.format(body=body or "/nonexistent", method="POST" if body else "GET",
+                                        key=API_KEY))
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    if not match:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    requests, duration_us, non2xx, socket_errors, p50, p99 = map(int, match.groups())
+    ok = requests - non2xx
+    return {"ok_requests": ok, "non_2xx": non2xx, "socket_errors": socket_errors,
+            "req_per_s": ok / (duration_us / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000}
+
+
+def accepted_total(url: str) -> float:
+    import httpx
+
+    text = httpx.get(f"{url}/metrics").text
+    match = re.search(r"^evpipe_gateway_events_accepted_total ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def run(quick: bool) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    from evpipe.kafka import create_topics
+    from evpipe.settings import KafkaSettings
+    from infra.local.broker import LocalBroker
+    from infra.local.daemon import free_port, port_open, terminate
+
+    seconds = 8 if quick else 20
+    raw_count = 200_000 if quick else 1_000_000
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        workdir = Path(tmp)
+        broker = LocalBroker(workdir / "broker", free_port())
+        broker.ensure()
+        try:
+            topic = "bench_events"
+            create_topics(KafkaSettings(kafka_bootstrap_servers=broker.bootstrap), [topic, f"{topic}.invalid"],
+                          partitions=6)
+            print(f"raw producer: {raw_count:,} events ...", flush=True)
+            ceiling = raw_ceiling(broker.bootstrap, topic, raw_count)
+            batch_body, single_body = workdir / "batch.json", workdir / "single.json"
+            batch_body.write_bytes(orjson.dumps([_event(n) for n in range(100)]))
+            single_body.write_bytes(orjson.dumps(_event(7)))
+            port = free_port()
+            env = os.environ | {
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_TOPIC": topic,
+                "KAFKA_INVALID_TOPIC": f"{topic}.invalid", "GATEWAY_API_KEYS": f"{API_KEY}=bench",
+                "GATEWAY_PORT": str(port), "GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0", "GATEWAY_LOG_LEVEL": "warning",
+            }
+            proc = subprocess.Popen([sys.executable, "-m", "evpipe", "gateway"], env=env, cwd=REPO)
+            try:
+                while not port_open("127.0.0.1", port):
+                    if proc.poll() is not None:
+                        raise RuntimeError("gateway exited at start")
+                    time.sleep(0.1)
+                url = f"http://127.0.0.1:{port}"
+                sampler = RssSampler(proc.pid)
+                sampler.start()
+                wrk(f"{url}/v1/events", single_body, 16, 2, workdir)  # warm-up
+                before = accepted_total(url)
+                print(f"gateway: batches of 100, 64 connections, {seconds}s ...", flush=True)
+                batch = wrk(f"{url}/v1/events", batch_body, 64, seconds, workdir)
+                batch_accepted = accepted_total(url) - before
+                print(f"gateway: single events, 256 connections, {seconds}s ...", flush=True)
+                single = wrk(f"{url}/v1/events", single_body, 256, seconds, workdir)
+                print("load generator ceiling: GET /healthz ...", flush=True)
+                health = wrk(f"{url}/healthz", None, 256, max(3, seconds // 2), workdir)
+                sampler.running = False
+            finally:
+                terminate(proc.pid, 30)
+        finally:
+            broker.stop()
+    # wrk stops counting at the end of the run while up to one request per connection is still answered.
+    if not batch["ok_requests"] * 100 <= batch_accepted <= (batch["ok_requests"] + 64) * 100:
+        raise RuntimeError(f"gateway counted {batch_accepted} accepted events, wrk saw "
+                           f"{batch['ok_requests'] * 100} acknowledged")
+    batch_eps = batch["req_per_s"] * 100
+    rows = [
+        {"path": "raw producer (ceiling)", "events_per_s": ceiling, "req_per_s": "", "p50_ms": "", "p99_ms": "",
+         "non_2xx": "", "rss_mib": ""},
+        {"path": "gateway batch=100 c=64", "events_per_s": batch_eps, "req_per_s": batch["req_per_s"],
+         "p50_ms": batch["p50_ms"], "p99_ms": batch["p99_ms"], "non_2xx": batch["non_2xx"],
+         "rss_mib": sampler.peak_mib},
+        {"path": "gateway single c=256", "events_per_s": single["req_per_s"], "req_per_s": single["req_per_s"],
+         "p50_ms": single["p50_ms"], "p99_ms": single["p99_ms"], "non_2xx": single["non_2xx"],
+         "rss_mib": sampler.peak_mib},
+        {"path": "GET /healthz c=256 (HTTP ceiling)", "events_per_s": "", "req_per_s": health["req_per_s"],
+         "p50_ms": health["p50_ms"], "p99_ms": health["p99_ms"], "non_2xx": health["non_2xx"], "rss_mib": ""},
+    ]
+    result = {
+        "events_per_s": batch_eps, "baseline_events_per_s": ceiling, "ratio": batch_eps / ceiling,
+        "single_req_per_s": single["req_per_s"], "single_p99_ms": single["p99_ms"],
+        "batch_p50_ms": batch["p50_ms"], "batch_p99_ms": batch["p99_ms"], "healthz_req_per_s": health["req_per_s"],
+        "rss_peak_mib": sampler.peak_mib, "quick": quick, "cpus": os.cpu_count(),
+    }
+    write_result("gateway", result, rows)
+    return result
