@@ -365,6 +365,10 @@ def test_only_the_load_balancer_and_monitoring_reach_the_gateway(objects: tuple[
             assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 
 
+KEDA_OPERATOR = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}},
+                 "podSelector": {"matchLabels": {"app": "keda-operator"}}}
+
+
 def test_data_tier_admits_only_the_app_tier() -> None:
     covered = 0
     for overlay in OVERLAYS:
@@ -378,10 +382,16 @@ def test_data_tier_admits_only_the_app_tier() -> None:
             for policy in policies:
                 for rule in policy["spec"].get("ingress", []):
                     assert rule.get("from"), f"{policy['metadata']['name']}: a rule without `from` admits anyone"
+                    ports = {p["port"] for p in rule.get("ports", [])}
+                    assert ports, f"{policy['metadata']['name']}: a rule without ports admits every port"
                     for peer in rule["from"]:
+                        if peer == KEDA_OPERATOR:
+                            # the autoscaler reads queue length and lag, on those ports only
+                            assert ports <= {6379, 9092}, policy["metadata"]["name"]
+                            continue
                         assert set(peer) == {"podSelector"}, f"{policy['metadata']['name']}: {peer}"
                         assert peer["podSelector"] == {"matchLabels": {"evpipe.io/tier": "app"}}
-                    admitted |= {p["port"] for p in rule.get("ports", [])}
+                        admitted |= ports
             # Covered means: the app tier can reach the service port, and nothing else can.
             serving = {p["containerPort"] for c in containers(workload) for p in c.get("ports", [])}
             assert serving and serving <= admitted, f"{overlay}: {workload['metadata']['name']} unreachable"
@@ -391,6 +401,10 @@ def test_data_tier_admits_only_the_app_tier() -> None:
                                  for peer in rule.get("to", []))
                           for p in rule.get("ports", [])}
             assert serving <= app_egress, f"{overlay}: the app tier may not reach {workload['metadata']['name']}"
+            if labels["app.kubernetes.io/component"] == "redis" and of_kind(objects, "ScaledObject"):
+                keda = {p["port"] for policy in policies for rule in policy["spec"].get("ingress", [])
+                        if KEDA_OPERATOR in rule["from"] for p in rule["ports"]}
+                assert 6379 in keda, "KEDA must read the queue length it scales the workers on"
             covered += 1
     assert covered >= 3  # stage-1 Postgres, stage-2 Postgres and Redis
 
