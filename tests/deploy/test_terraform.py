@@ -228,3 +228,11 @@ def test_network_policies_use_the_modules_subnets(overlay: str) -> None:
     assert not any(ipaddress.ip_network(block).overlaps(s) for s in subnet_cidrs("app"))
     trusted = [ipaddress.ip_network(c) for c in config_data(objects)["GATEWAY_TRUSTED_PROXIES"].split(",")]
     assert all(any(s.subnet_of(t) for t in trusted) for s in public)
+
+
+def test_cluster_enforces_network_policies() -> None:
+    # EKS accepts NetworkPolicies without enforcing them unless the VPC CNI is told to.
+    addon = resource("aws_eks_addon", "vpc_cni")
+    assert addon["addon_name"] == "vpc-cni"
+    assert re.search(r"enableNetworkPolicy\s*=\s*\\?\"true", str(addon["configuration_values"]))
+    assert render("stage3") and any(o["kind"] == "NetworkPolicy" for o in render("stage3"))

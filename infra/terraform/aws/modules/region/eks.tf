@@ -126,3 +126,13 @@ resource "aws_iam_openid_connect_provider" "eks" {
   thumbprint_list = [data.tls_certificate.oidc.certificates[0].sha1_fingerprint]
   tags            = local.tags
 }
+
+# The VPC CNI enforces the Kubernetes NetworkPolicies (infra/k8s/base/networkpolicies.yaml);
+# without this flag they would be accepted and silently ignored.
+resource "aws_eks_addon" "vpc_cni" {
+  cluster_name                = aws_eks_cluster.this.name
+  addon_name                  = "vpc-cni"
+  resolve_conflicts_on_update = "OVERWRITE"
+  configuration_values        = jsonencode({ enableNetworkPolicy = "true" })
+  tags                        = local.tags
+}
