@@ -1,0 +1,167 @@
+"""Archiver throughput against the raw consume-only ceiling measured in the same run.
+
+1. raw consume-only ceiling: a bare confluent-kafka consumer (the runtime's
+   consumer config) reads every message and discards it;
+2. the archiver (consumer runtime -> vectorised parse -> zstd Parquet per
+   hour -> durable write -> commit) into a local directory;
+3. the same into S3 (Ceph RGW) when one is reachable: S3_ENDPOINT_URL with
+   AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the test suite's local Ceph if it runs.
+
+Rates are timed from the first message consumed to the last one committed, so
+the consumer-group join (seconds on Tansu) is left out of all of them. Target:
+the local-directory archiver at >= 50% of the raw consume ceiling.
+
+Kafka: KAFKA_BOOTSTRAP_SERVERS if set, else a throw-away local Tansu broker.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.loader import PARTITIONS, _produce, _raw_consume, _values
+from bench.report import write_result
+
+BATCH_MESSAGES = 50_000
+
+
+def _s3_target() -> tuple[str, dict[str, str]] | None:
+    """(endpoint, credentials env) of a reachable S3, or None."""
+    if os.environ.get("S3_ENDPOINT_URL"):
+        return os.environ["S3_ENDPOINT_URL"], {}
+    try:
+        from infra.local.ceph import LocalCeph
+        from tests.providers import TEST_S3_PORT, TEST_STATE_DIR
+
+        ceph = LocalCeph(TEST_STATE_DIR, TEST_S3_PORT)
+        if not ceph.healthy():
+            return None
+        creds = ceph.credentials()
+    except Exception:
+        return None
+    return ceph.endpoint, {"AWS_ACCESS_KEY_ID": creds.access_key, "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+                           "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _run_archiver(settings: Any, uri: str, n: int) -> tuple[float, Any]:
+    from consumers.archiver.sink import ParquetSink
+    from consumers.archiver.store import open_store
+    from consumers.runtime import ConsumerLoop
+
+    sink = ParquetSink(open_store(uri, settings.s3_endpoint_url), settings.archiver_row_group_rows)
+    loop = ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic])
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 600
+    while not loop.stats.consumed and time.monotonic() < deadline:
+        time.sleep(0.005)
+    started = time.perf_counter()
+    while loop.stats.rows < n and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    loop.stop()
+    thread.join(60)
+    if loop.stats.rows < n:
+        raise RuntimeError(f"archiver wrote {loop.stats.rows} of {n} events")
+    return elapsed, loop
+
+
+def _count(uri: str, endpoint: str) -> tuple[int, int]:
+    """(rows, distinct event ids) in the archive."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    from pyarrow import fs
+
+    if uri.startswith("s3://"):
+        filesystem = fs.S3FileSystem(endpoint_override=endpoint, access_key=os.environ["AWS_ACCESS_KEY_ID"],
+                                     secret_key=os.environ["AWS_SECRET_ACCESS_KEY"], region="us-east-1")
+        source = uri[len("s3://"):]
+    else:
+        filesystem, source = None, uri
+    ids = ds.dataset(source, format="parquet", filesystem=filesystem).to_table(columns=["event_id"])["event_id"]
+    return len(ids), len(pc.unique(ids))
+
+
+def _s3_bucket(endpoint: str, name: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=name)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    from consumers.archiver.settings import ArchiverSettings
+    from evpipe.kafka import create_topics
+    from evpipe.settings import KafkaSettings
+    from infra.local.broker import LocalBroker
+    from infra.local.daemon import free_port
+
+    n = 200_000 if quick else 1_000_000
+    tag = uuid.uuid4().hex[:8]
+    topic = f"bench_archiver_{tag}"
+    s3 = _s3_target()
+    rows: list[dict[str, Any]] = []
+    timings: dict[str, tuple[float, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-archiver-") as tmp:
+        workdir = Path(tmp)
+        broker = None
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+        if not bootstrap:
+            broker = LocalBroker(workdir / "broker", free_port())
+            broker.ensure()
+            bootstrap = broker.bootstrap
+        try:
+            create_topics(KafkaSettings(kafka_bootstrap_servers=bootstrap), [topic, f"{topic}.dlq"],
+                          partitions=PARTITIONS)
+            print(f"producing {n:,} events to {PARTITIONS} partitions ...", flush=True)
+            _produce(bootstrap, topic, _values(n))
+            print("raw consume-only ceiling ...", flush=True)
+            consume_s = _raw_consume(bootstrap, topic, n)
+            targets = [("local directory", str(workdir / "archive"), "")]
+            if s3 is not None:
+                endpoint, creds = s3
+                os.environ.update(creds)
+                os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
+                os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "WHEN_REQUIRED")
+                bucket = f"bench-archiver-{tag}"
+                _s3_bucket(endpoint, bucket)
+                targets.append(("S3 (Ceph RGW)", f"s3://{bucket}/archive", endpoint))
+            for label, uri, endpoint in targets:
+                print(f"archiver -> {label} ...", flush=True)
+                settings = ArchiverSettings(
+                    kafka_bootstrap_servers=bootstrap, kafka_topic=topic, kafka_dlq_topic=f"{topic}.dlq",
+                    archiver_group=f"bench-archiver-{uuid.uuid4().hex[:8]}", archive_uri=uri,
+                    s3_endpoint_url=endpoint, metrics_port=0, consumer_session_timeout_ms=6000,
+                    consumer_batch_max_messages=BATCH_MESSAGES, consumer_batch_max_age_s=0.25,
+                )
+                seconds, loop = _run_archiver(settings, uri, n)
+                stored, distinct = _count(uri, endpoint)
+                if stored != n or distinct != n:
+                    raise RuntimeError(f"{label}: archive holds {stored} rows ({distinct} distinct) of {n}")
+                timings[label] = (seconds, loop.stats.committed_batches)
+        finally:
+            if broker is not None:
+                broker.stop()
+    ceiling = n / consume_s
+    rows.append({"step": "raw consume-only (ceiling)", "events": n, "seconds": round(consume_s, 2),
+                 "events_per_s": round(ceiling), "ratio": 1.0})
+    for label, (seconds, batches) in timings.items():
+        rows.append({"step": f"archiver -> {label}", "events": n, "seconds": round(seconds, 2),
+                     "events_per_s": round(n / seconds), "ratio": n / seconds / ceiling, "files_batches": batches})
+    local = n / timings["local directory"][0]
+    result: dict[str, Any] = {
+        "events": n, "partitions": PARTITIONS, "batch_messages": BATCH_MESSAGES,
+        "events_per_s": round(local), "baseline_events_per_s": round(ceiling), "ratio": local / ceiling,
+        "target_ratio": 0.5,
+    }
+    if "S3 (Ceph RGW)" in timings:
+        s3_rate = n / timings["S3 (Ceph RGW)"][0]
+        result |= {"s3_events_per_s": round(s3_rate), "s3_ratio": s3_rate / ceiling}
+    else:
+        result["s3"] = "skipped: no S3 endpoint reachable (set S3_ENDPOINT_URL or start the test Ceph)"
+    write_result("archiver", result, rows)
+    return result
