@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,3 +151,30 @@ def test_local_ceph_lifecycle(tmp_path: Path) -> None:
         assert client.get_object(Bucket="kept", Key="k")["Body"].read() == b"survives a restart"
     finally:
         ceph.stop()
+
+
+@pytest.mark.slow
+def test_dev_up_s3_status_down(tmp_path: Path) -> None:
+    """`evpipe dev up --s3` starts Ceph RGW beside the broker, `status` shows it healthy, `down` stops it."""
+    from infra.local.daemon import free_port
+
+    env = os.environ | {"EVPIPE_STATE_DIR": str(tmp_path), "EVPIPE_BROKER_PORT": str(free_port()),
+                        "EVPIPE_S3_PORT": str(free_port())}
+
+    def evpipe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "evpipe", "dev", *args], capture_output=True, text=True,
+                              env=env, timeout=180)
+
+    try:
+        up = evpipe("up", "--s3")
+        assert up.returncode == 0, up.stdout + up.stderr
+        s3_line = next(line for line in up.stdout.splitlines() if line.startswith("ok  s3"))
+        assert f"started ceph rgw on http://127.0.0.1:{env['EVPIPE_S3_PORT']}" in s3_line
+        assert "access key EVPIPELOCALDEVKEY001" in s3_line
+        status = evpipe("status")
+        assert status.returncode == 0 and "ok  s3" in status.stdout, status.stdout
+    finally:
+        down = evpipe("down")
+    assert "s3           stopped" in down.stdout, down.stdout
+    after = evpipe("status")
+    assert after.returncode == 1 and "--  s3" in after.stdout, after.stdout
