@@ -246,3 +246,19 @@ def test_referenced_metrics_are_exported_by_the_code(component: str) -> None:
         pytest.skip(f"{component}: module {exc.name} is not in this checkout yet")
     missing = wanted - exported
     assert not missing, f"{component} does not export {sorted(missing)} (it exports {sorted(exported)})"
+
+
+def test_dashboard_layout_is_importable() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids are unique"
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        assert not cells & mine, f"{panel['title']} overlaps another panel"
+        cells |= mine
+        refs = [t["refId"] for t in panel.get("targets", [])]
+        assert len(refs) == len(set(refs)), panel["title"]
+    assert dashboard["uid"] and dashboard["templating"]["list"][0]["type"] == "datasource"
