@@ -117,14 +117,23 @@ class Worker:
             heartbeat.join()
             for writer in self.writers:
                 writer.close()
-        if clean and self.queue.deregister():
+        if clean and self._deregister():
             log.info("worker %s stopped cleanly", self.worker_id)
             return 0
-        # Drop the heartbeat now so another worker re-queues our events at its next reclaim.
-        self.redis.delete(self.queue.heartbeat_key)
+        try:  # drop the heartbeat now so another worker re-queues our events at its next reclaim
+            self.redis.delete(self.queue.heartbeat_key)
+        except redis.RedisError:
+            pass
         log.warning("worker %s stopped with events in flight; another worker re-queues them after %.0f s",
                     self.worker_id, self.settings.worker_heartbeat_ttl_s)
         return 1
+
+    def _deregister(self) -> bool:
+        try:
+            return self.queue.deregister()
+        except redis.RedisError as exc:
+            log.warning("could not deregister: %s", exc)
+            return False
 
     def _loop(self) -> bool:
         """Collect batches on this thread while writer threads write the previous ones (in parallel)."""
@@ -166,7 +175,7 @@ class Worker:
             except redis.RedisError as exc:
                 # Items already moved stay in the slot's list: they are either written later or reclaimed.
                 if self.stop.is_set():
-                    raise
+                    return []
                 delay = backoff.next_delay()
                 log.warning("Redis failed (%s); retrying in %.1f s", exc, delay)
                 self.stop.wait(delay)

@@ -88,17 +88,23 @@ def test_sigterm_finishes_the_batch_and_exits_cleanly(
 ) -> None:
     queue, table = redis_prefix + "events", f"{pg_schema}.events"
     s = harness.settings(postgres.url, redis_server.url, queue, table)
-    log = tmp_path / "worker.log"
+    log, n = tmp_path / "worker.log", 20_000
     proc = harness.start_process(s, worker_id="sigterm-w", log=log)
+    producer = harness.Producer(rclient, queue, n, seconds=4)
     try:
-        harness.push(rclient, queue, harness.make_wire(2000))
-        harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 60, "the queue to drain")
-        proc.send_signal(signal.SIGTERM)
+        producer.start()
+        harness.wait_until(lambda: harness.counts(postgres.url, table)[0] > 0, 60, "the first rows")
+        proc.send_signal(signal.SIGTERM)  # mid-stream
         assert proc.wait(timeout=30) == 0, log.read_text()
+        producer.join()
     finally:
         proc.kill()
-    assert harness.counts(postgres.url, table) == (2000, 2000)
+    left = rclient.llen(queue)
+    assert harness.in_flight(rclient, queue) == left  # it acknowledged everything it had taken
+    assert 0 < left < n
+    assert harness.counts(postgres.url, table) == (n - left, n - left)
     assert not rclient.exists(queue + ":worker:sigterm-w")
+    assert not rclient.sismember(queue + ":workers", "sigterm-w")
 
 
 def test_worker_creates_the_schema(postgres: Service, redis_server: Service, redis_prefix: str,
