@@ -31,7 +31,7 @@ from gateway.clientip import ClientIp, parse_networks
 from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, reason_class
 from gateway.openapi import openapi_document
 from gateway.ratelimit import RateLimiter
-from gateway.segment import CALLS
+from gateway.segment import CALLS, SHORT_PATHS
 from gateway.settings import DEV_API_KEYS, GatewaySettings
 from schemas.envelope import Enrichment, EventValidator, format_timestamp
 
@@ -114,8 +114,8 @@ class Gateway:
     async def native(self, request: Request) -> Response:
         return await self._count("/v1/events", self._ingest(request, segment_call=None))
 
-    def segment_route(self, call: str | None) -> Any:
-        route = f"/v1/{call or 'batch'}"
+    def segment_route(self, call: str | None, route: str | None = None) -> Any:
+        route = route or f"/v1/{call or 'batch'}"
 
         async def endpoint(request: Request) -> Response:
             return await self._count(route, self._ingest(request, segment_call=call or "batch"))
@@ -214,6 +214,8 @@ def create_app(settings: GatewaySettings, backend: Backend | None = None) -> Sta
         Route("/v1/events", gateway.native, methods=["POST"]),
         Route("/v1/batch", gateway.segment_route(None), methods=["POST"]),
         *[Route(f"/v1/{call}", gateway.segment_route(call), methods=["POST"]) for call in CALLS],
+        *[Route(f"/v1/{short}", gateway.segment_route(None if call == "batch" else call, f"/v1/{short}"),
+                methods=["POST"]) for short, call in SHORT_PATHS.items()],
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),

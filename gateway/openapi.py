@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.segment import CALLS
+from gateway.segment import CALLS, SHORT_PATHS
 from gateway.settings import GatewaySettings
 from schemas.fields import FIELDS, Kind, Origin
 
@@ -105,6 +105,9 @@ def openapi_document(_settings: GatewaySettings | None = None) -> dict[str, Any]
     }
     for call in CALLS:
         paths[f"/v1/{call}"] = _post(f"Segment {call}", _body(message, False), defaults, "segment")
+    for short, call in SHORT_PATHS.items():
+        paths[f"/v1/{short}"] = {"post": {**paths[f"/v1/{call}"]["post"],
+                                          "summary": f"Segment {call} (analytics.js short path)"}}
     for path, summary in (("/healthz", "Process alive"), ("/readyz", "Backend reachable and not saturated"),
                           ("/metrics", "Prometheus metrics"), ("/openapi.json", "This document")):
         paths[path] = {"get": {"summary": summary, "tags": ["operations"], "responses": {

@@ -16,6 +16,8 @@ from typing import Any
 from schemas.envelope import InvalidEvent, format_timestamp
 
 CALLS = ("track", "identify", "page", "screen", "group", "alias")
+# analytics.js posts to one-letter paths (/v1/t, /v1/b, ...) with text/plain bodies to skip CORS preflights.
+SHORT_PATHS = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias", "b": "batch"}
 # A fixed namespace: a non-UUID messageId maps to the same event_id on every retry.
 MESSAGE_ID_NAMESPACE = uuid.UUID("6f1d3c8e-3b7a-5f43-9a51-8d1f0c4b2e77")
 # Transport fields with no meaning once the event is stored.

@@ -141,3 +141,17 @@ def test_segment_invalid_kept_in_redis(redis_server: Service, redis_client: Test
     [kept] = _stored(redis_server.url, f"{redis_gateway_settings.redis_queue_key}:invalid")
     assert kept["error"] == "event: required for track"
     assert kept["payload"] == {"userId": "u"}
+
+
+def test_analytics_js_short_paths_with_text_plain(redis_server: Service, redis_client: TestClient,
+                                                  redis_gateway_settings: GatewaySettings) -> None:
+    """analytics.js sends text/plain bodies carrying the writeKey to /v1/t, /v1/p, ... (no preflight)."""
+    headers = {"Content-Type": "text/plain"}
+    track = {**TRACK, "type": "track", "writeKey": "key-a", "messageId": "ajs-next-abc"}
+    assert redis_client.post("/v1/t", content=orjson.dumps(track), headers=headers).status_code == 200
+    page = {**PAGE, "type": "page", "writeKey": "key-a"}
+    assert redis_client.post("/v1/p", content=orjson.dumps(page), headers=headers).status_code == 200
+    batch = {**BATCH, "writeKey": "key-a"}
+    assert redis_client.post("/v1/b", content=orjson.dumps(batch), headers=headers).status_code == 200
+    types = [e["type"] for e in _stored(redis_server.url, redis_gateway_settings.redis_queue_key)]
+    assert types == ["Item Purchased", "page", "identify", "Song Played", "identify", "Song Played"]
