@@ -26,7 +26,7 @@ from gateway import ingest
 from gateway.auth import KeyStore, key_from_headers, load_keys
 from gateway.backends import create_backend
 from gateway.backends.base import Backend, Unavailable
-from gateway.body import BodyError, Limits, ParsedBody, parse_events, read_body
+from gateway.body import BodyError, Limits, MemoryBudget, ParsedBody, parse_events, read_body
 from gateway.clientip import ClientIp, parse_networks
 from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, reason_class
 from gateway.openapi import openapi_document
@@ -57,6 +57,7 @@ class Gateway:
         self.validator = EventValidator(max_event_bytes=settings.gateway_max_event_bytes)
         self.limits = Limits(settings.gateway_max_body_bytes, settings.gateway_max_decompressed_bytes,
                              settings.gateway_max_event_bytes, settings.gateway_max_batch_events)
+        self.budget = MemoryBudget(settings.gateway_max_inflight_bytes)
         self.metrics = GatewayMetrics(lambda: float(self.backend.queued()))
         self.draining = False
         self.started = False
@@ -126,7 +127,8 @@ class Gateway:
         try:
             response: Response = await handler
         except BodyError as exc:
-            response = _error(exc.status, exc.message)
+            extra = {"retry_after": exc.retry_after} if exc.retry_after else {}
+            response = _error(exc.status, exc.message, **extra)
         self.metrics.requests.labels(route, str(response.status_code)).inc()
         return response
 
@@ -139,8 +141,16 @@ class Gateway:
         source = self.keys.source_for(header_key)
         if header_key and source is None:
             return _error(401, "unknown API key")
+        held = [0]
+        try:
+            return await self._read_and_send(request, headers, source, segment_call, held)
+        finally:
+            self.budget.release(held[0])
+
+    async def _read_and_send(self, request: Request, headers: dict[str, str], source: str | None,
+                             segment_call: str | None, held: list[int]) -> Response:
         body = await read_body(request.stream(), headers.get("content-length"),
-                               headers.get("content-encoding"), self.limits)
+                               headers.get("content-encoding"), self.limits, held, self.budget)
         parsed = self._parse(body, headers.get("content-type"), segment_call)
         if source is None:
             source = self.keys.source_for(ingest.body_write_key(parsed, segment_call is not None))

@@ -18,10 +18,32 @@ import orjson
 class BodyError(Exception):
     """A request-level problem: answered with ``status`` and ``message``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
+
+
+class MemoryBudget:
+    """Bytes of request bodies held by all requests at once (read, inflated, or waiting for the backend).
+
+    Without it, many slow requests during a backend outage could each hold a
+    body up to the decompressed limit; past the budget new bodies get 503 at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def charge(self, size: int) -> None:
+        if self.used + size > self.limit:
+            raise BodyError(503, f"gateway is holding {self.used} bytes of request bodies "
+                                 f"(GATEWAY_MAX_INFLIGHT_BYTES={self.limit}): retry shortly", retry_after=1)
+        self.used += size
+
+    def release(self, size: int) -> None:
+        self.used -= size
 
 
 @dataclass(frozen=True)
@@ -47,7 +69,8 @@ def _mib(n: int) -> str:
 
 
 async def read_body(stream: AsyncIterator[bytes], content_length: str | None, encoding: str | None,
-                    limits: Limits) -> bytes:
+                    limits: Limits, held: list[int], budget: MemoryBudget) -> bytes:
+    """The (inflated) body. ``held[0]`` accumulates what was charged to ``budget``; the caller releases it."""
     encoding = (encoding or "identity").strip().lower()
     if encoding not in ("identity", "gzip", "x-gzip"):
         raise BodyError(415, f"Content-Encoding {encoding[:40]!r} is not supported: send gzip or identity")
@@ -66,7 +89,10 @@ async def read_body(stream: AsyncIterator[bytes], content_length: str | None, en
         received += len(chunk)
         if received > limits.max_body_bytes:
             raise too_big
-        parts.append(inflater.feed(chunk) if inflater else chunk)
+        part = inflater.feed(chunk) if inflater else chunk
+        budget.charge(len(part))
+        held[0] += len(part)
+        parts.append(part)
     if inflater:
         inflater.finish()
     return b"".join(parts)

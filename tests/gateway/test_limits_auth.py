@@ -186,3 +186,17 @@ def test_cors_preflight_and_simple_request(redis_gateway_settings: GatewaySettin
                              headers={"Origin": "https://shop.example"})
         assert simple.status_code == 200
         assert simple.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_memory_budget_for_bodies_in_flight(redis_gateway_settings: GatewaySettings) -> None:
+    settings = redis_gateway_settings.model_copy(update={"gateway_max_inflight_bytes": 2000})
+    with TestClient(create_app(settings)) as client:
+        gateway = client.app.state.gateway  # type: ignore[attr-defined]
+        small = client.post("/v1/events", json=event(), headers=AUTH_A)
+        assert small.status_code == 200
+        big = client.post("/v1/events", json=[event(properties={"pad": "p" * 500})] * 5, headers=AUTH_A)
+        assert big.status_code == 503
+        assert big.headers["Retry-After"] == "1"
+        assert "GATEWAY_MAX_INFLIGHT_BYTES" in big.json()["error"]
+        assert gateway.budget.used == 0  # every request released what it held
+        assert client.post("/v1/events", json=event(), headers=AUTH_A).status_code == 200
