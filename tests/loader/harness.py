@@ -56,8 +56,12 @@ class Target:
                 return [dict(zip(result.columns, row)) for row in result.rows]
             except QueryError:
                 pass  # a stale file of a killed loader: open the engine in a subprocess
-        out = subprocess.run([sys.executable, "-m", "evpipe", "query", "--format", "json", sql], cwd=ROOT,
-                             env=os.environ | self.env(), capture_output=True, text=True, timeout=120)
+        for attempt in range(5):  # a just-killed loader's lock can take a moment to go away
+            out = subprocess.run([sys.executable, "-m", "evpipe", "query", "--format", "json", sql], cwd=ROOT,
+                                 env=os.environ | self.env(), capture_output=True, text=True, timeout=120)
+            if out.returncode == 0 or "does not answer" not in out.stderr:
+                break
+            time.sleep(2)
         if out.returncode != 0:
             raise AssertionError(f"evpipe query failed: {out.stderr[-2000:]}")
         return list(json.loads(out.stdout))

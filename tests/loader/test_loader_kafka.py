@@ -65,6 +65,7 @@ def test_n_events_load_once_with_client_retries_and_a_rejected_row(
 
 @pytest.mark.fault
 def test_kill_9_at_random_points(kafka: Service, clickhouse: Service, topic: str, tmp_path: Path) -> None:
+    """kill -9 ten times while events keep arriving; every kill lands mid-load (checked halfway)."""
     total = 500_000 if os.environ.get("EVPIPE_FULL") else 50_000
     create_topic(kafka.url, topic, 6)
     target = Target.choose(clickhouse, unique_name("db"), tmp_path)
@@ -73,16 +74,19 @@ def test_kill_9_at_random_points(kafka: Service, clickhouse: Service, topic: str
                    CONSUMER_BATCH_MAX_AGE_S="0.3"),
         tmp_path / "loader.log",
     )
-    producer = threading.Thread(target=produce, args=(kafka.url, topic, messages(_events(total))))
+    producer = threading.Thread(target=_paced_produce, args=(kafka.url, topic, _events(total), 20, 4.0))
     producer.start()
     rng = random.Random(os.environ.get("EVPIPE_SEED", "6"))
-    kills = 0
+    kills, halfway = 0, (0, 0)
     try:
         while kills < 10:
             loader.start()
-            time.sleep(rng.uniform(4.0, 9.0))  # start-up, group join, then some batches
+            # Start-up and the group join (the killed member's session must expire first), then batches.
+            time.sleep(rng.uniform(8.0, 14.0))
             loader.kill()
             kills += 1
+            if kills == 5:
+                halfway = target.counts()
         producer.join()
         loader.start()
         got = target.wait_for(total, 600, [loader])
@@ -90,10 +94,18 @@ def test_kill_9_at_random_points(kafka: Service, clickhouse: Service, topic: str
         producer.join()
         if loader.proc is not None and loader.proc.poll() is None:
             loader.terminate()
-    assert kills >= 10
+    assert 0 < halfway[0] < total, f"the kills did not land mid-load: {halfway} of {total} loaded at kill 5"
+    assert halfway[0] == halfway[1]
     assert got == (total, total), f"after {kills} kills: {got}\n{loader.tail()}"
     time.sleep(2)
     assert target.counts() == (total, total)
+
+
+def _paced_produce(bootstrap: str, topic: str, events: list[dict], chunks: int, pause: float) -> None:  # type: ignore[type-arg]
+    size = -(-len(events) // chunks)
+    for i in range(0, len(events), size):
+        produce(bootstrap, topic, messages(events[i:i + size]))
+        time.sleep(pause)
 
 
 @pytest.mark.fault
