@@ -37,10 +37,8 @@ class TransientError(Exception):
     """Postgres is unavailable or failing for reasons not tied to one event; retry the batch later."""
 
 
-@dataclass
-class Entry:
-    item: bytes
-    row: tuple[Any, ...]
+# (raw queue item, row in pgstore.COLUMNS order). A plain tuple: tens of thousands are built per second.
+Entry = tuple[bytes, tuple[Any, ...]]
 
 
 @dataclass
@@ -63,21 +61,21 @@ def decode_batch(items: list[bytes]) -> tuple[list[Entry], list[DeadLetter], int
     entries: dict[str, Entry] = {}
     dead: list[DeadLetter] = []
     duplicates = 0
+    loads, row_of = orjson.loads, pgstore.event_row
     for item in items:
         try:
-            event = orjson.loads(item)
+            row = row_of(loads(item))
+            key = row[0].lower()  # one UUID, one key, whatever the client's letter case
         except orjson.JSONDecodeError as exc:
             dead.append(DeadLetter(item, f"not JSON: {exc}", 1))
             continue
-        event_id = event.get("event_id") if isinstance(event, dict) else None
-        if not isinstance(event_id, str):
+        except (TypeError, AttributeError):  # not an object, or no event_id string
             dead.append(DeadLetter(item, "not a wire-format event: no event_id string", 1))
             continue
-        key = event_id.lower()  # one UUID, one key, whatever the client's letter case
         if key in entries:
             duplicates += 1
             continue
-        entries[key] = Entry(item, pgstore.event_row(event))
+        entries[key] = (item, row)
     return list(entries.values()), dead, duplicates
 
 
@@ -148,12 +146,12 @@ class BatchWriter:
                     raise TransientError(f"{type(exc).__name__}: {exc}") from exc
                 error = f"{type(exc).__name__} [{exc.sqlstate}]: {exc}"
         log.warning("dead-lettering event after %d attempts: %s", self.max_attempts, error)
-        result.dead.append(DeadLetter(entry.item, error, self.max_attempts))
+        result.dead.append(DeadLetter(entry[0], error, self.max_attempts))
 
     def _insert(self, entries: list[Entry], result: WriteResult) -> None:
         conn = self.connection()
         try:
-            inserted = pgstore.insert_rows_copy(conn, [e.row for e in entries], self.table)
+            inserted = pgstore.insert_rows_copy(conn, [row for _, row in entries], self.table)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc

@@ -121,7 +121,7 @@ def test_worker_creates_the_schema(postgres: Service, redis_server: Service, red
 def test_decode_and_error_classification() -> None:
     a, b = orjson.dumps(make_event(1)), orjson.dumps(make_event(2))
     entries, dead, dups = decode_batch([a, b, a, b"[1]", b"\xff"])
-    assert [e.item for e in entries] == [a, b] and dups == 1
+    assert [item for item, _ in entries] == [a, b] and dups == 1
     assert len(dead) == 2
     assert is_item_error(psycopg.errors.NotNullViolation())
     assert is_item_error(psycopg.errors.InvalidDatetimeFormat())
