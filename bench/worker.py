@@ -88,8 +88,9 @@ def run(quick: bool) -> dict[str, Any]:
     schema, queue = f"bench_worker_{tag}", f"evpipe-bench:{tag}:events"
     table = f"{schema}.events"
     client = redis.Redis.from_url(redis_url)
-    settings = WorkerSettings(database_url=url, redis_url=redis_url, redis_queue_key=queue, worker_table=table,
-                              worker_batch_size=BATCH, worker_metrics_port=0, worker_partition_days_ahead=1)
+    settings = WorkerSettings(  # type: ignore[call-arg]  # other fields default (no pydantic mypy plugin)
+        database_url=url, redis_url=redis_url, redis_queue_key=queue, worker_table=table, worker_batch_size=BATCH,
+        worker_metrics_port=0, worker_partition_days_ahead=1)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
         pgstore.ensure_schema(conn, table, days_ahead=1)

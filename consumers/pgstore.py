@@ -112,7 +112,7 @@ def ensure_partitions(
 ) -> list[str]:
     """Create the daily partitions for today-1 .. today+days_ahead that are missing; returns their names."""
     names = TableNames.parse(table)
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     wanted = [today + dt.timedelta(days=n) for n in range(-1, days_ahead + 1)]
     existing = set(partition_days(conn, table))
     created = []
@@ -168,7 +168,7 @@ def drop_old_partitions(
     if retention_days < 1:
         raise ValueError("retention_days must be >= 1")
     names = TableNames.parse(table)
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     cutoff_day = today - dt.timedelta(days=retention_days)
     cutoff, _ = _day_bounds(cutoff_day)
     dropped = []
@@ -188,7 +188,7 @@ def _lock(conn: psycopg.Connection[Any], names: TableNames) -> None:
 
 
 def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     return start, start + dt.timedelta(days=1)
 
 
@@ -295,10 +295,9 @@ def _insert_via_staging(conn: psycopg.Connection[Any], names: TableNames, rows: 
 def _copy(conn: psycopg.Connection[Any], target: sql.Identifier, columns: Sequence[str],
           rows: Iterable[tuple[Any, ...]]) -> None:
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)) as copy:
-            for row in rows:
-                copy.write_row(row)
+    with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def insert_events(conn: psycopg.Connection[Any], events: Iterable[dict[str, Any]], table: str = "events") -> int:

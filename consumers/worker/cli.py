@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from consumers.worker.worker import Worker
-
     import redis
+
+    from consumers.worker.worker import Worker
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load(WorkerSettings)

@@ -65,7 +65,7 @@ class DeadLetter:
 
     def encode(self, worker_id: str) -> bytes:
         entry: dict[str, Any] = {"error": self.error, "attempts": self.attempts, "worker": worker_id,
-                                 "failed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")}
+                                 "failed_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")}
         try:
             entry["item"] = self.item.decode()
         except UnicodeDecodeError:
@@ -103,7 +103,8 @@ class ReliableQueue:
         """Wait up to ``timeout_s`` for one item (moved atomically with BLMOVE)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.sadd(self.workers, self.worker_id)
-        pipe.blmove(self.main, self.processing[slot], max(timeout_s, 0.01), "LEFT", "RIGHT")
+        # Redis >= 6 takes a fractional timeout; redis-py's hint says int.
+        pipe.blmove(self.main, self.processing[slot], max(timeout_s, 0.01), "LEFT", "RIGHT")  # type: ignore[arg-type]
         item: bytes | None = pipe.execute()[1]
         return item
 

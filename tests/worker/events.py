@@ -13,7 +13,7 @@ _VALIDATOR = EventValidator()
 
 
 def make_event(i: int, received_at: dt.datetime | None = None, source: str = "src-test") -> dict[str, Any]:
-    moment = received_at or dt.datetime.now(dt.timezone.utc)
+    moment = received_at or dt.datetime.now(dt.UTC)
     enrichment = Enrichment(source_id=source, received_at=format_timestamp(moment), ip="10.0.0.1", user_agent="t/1")
     raw = {"type": "page_view", "user_id": f"u{i % 977}", "properties": {"i": i, "path": f"/p/{i}"},
            "context": {"library": {"name": "t", "version": "1"}}}

@@ -32,7 +32,7 @@ def test_ensure_schema_is_idempotent_and_creates_partitions(conn: psycopg.Connec
     table = f"{pg_schema}.events"
     pgstore.ensure_schema(conn, table, days_ahead=2)
     pgstore.ensure_schema(conn, table, days_ahead=2)
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     expected = [today + dt.timedelta(days=n) for n in range(-1, 3)]
     assert pgstore.partition_days(conn, table) == expected
     kinds = dict(conn.execute(
@@ -62,7 +62,7 @@ def test_same_event_id_with_new_received_at_is_a_duplicate(conn: psycopg.Connect
     table = f"{pg_schema}.events"
     pgstore.ensure_schema(conn, table)
     first = make_event(1)
-    retry = dict(first, received_at=make_event(1, dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))[
+    retry = dict(first, received_at=make_event(1, dt.datetime.now(dt.UTC) + dt.timedelta(days=1))[
         "received_at"])
     assert pgstore.insert_events(conn, [first], table) == 1
     assert pgstore.insert_events(conn, [retry], table) == 0
@@ -94,8 +94,8 @@ def test_far_past_and_future_events_go_to_default_then_move_into_new_partition(
 ) -> None:
     table = f"{pg_schema}.events"
     pgstore.ensure_schema(conn, table, days_ahead=1)
-    far = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=20)
-    old = dt.datetime(2001, 5, 5, 12, tzinfo=dt.timezone.utc)
+    far = dt.datetime.now(dt.UTC) + dt.timedelta(days=20)
+    old = dt.datetime(2001, 5, 5, 12, tzinfo=dt.UTC)
     assert pgstore.insert_events(conn, [make_event(1, far), make_event(2, old)], table) == 2
     assert _count(conn, f"{pg_schema}.events_default") == 2
     # creating the partition of a day the default partition holds rows of moves them
@@ -108,11 +108,11 @@ def test_far_past_and_future_events_go_to_default_then_move_into_new_partition(
 
 def test_retention_drops_old_partitions_and_ledger_rows(conn: psycopg.Connection, pg_schema: str) -> None:
     table = f"{pg_schema}.events"
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     pgstore.ensure_schema(conn, table, days_ahead=1)
     old_day = today - dt.timedelta(days=10)
     pgstore.ensure_partitions(conn, table, days_ahead=0, today=old_day)
-    old_moment = dt.datetime(old_day.year, old_day.month, old_day.day, 6, tzinfo=dt.timezone.utc)
+    old_moment = dt.datetime(old_day.year, old_day.month, old_day.day, 6, tzinfo=dt.UTC)
     old_event, new_event = make_event(1, old_moment), make_event(2)
     assert pgstore.insert_events(conn, [old_event, new_event], table) == 2
     dropped = pgstore.drop_old_partitions(conn, table, retention_days=5)
