@@ -153,3 +153,23 @@ def test_cli_help_lists_the_variables() -> None:
                          cwd=harness.REPO, check=True).stdout
     for name in ("REDIS_QUEUE_KEY", "WORKER_BATCH_SIZE", "WORKER_MAX_ATTEMPTS", "WORKER_METRICS_PORT"):
         assert name in out
+
+
+def test_worker_applies_retention(postgres: Service, redis_server: Service, redis_prefix: str,
+                                  pg_schema: str, rclient: redis.Redis) -> None:
+    import datetime as dt
+
+    queue, table = redis_prefix + "events", f"{pg_schema}.events"
+    old_day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=40)
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        pgstore.ensure_schema(conn, table, days_ahead=1)
+        pgstore.ensure_partitions(conn, table, days_ahead=0, today=old_day)
+        assert old_day in pgstore.partition_days(conn, table)
+    s = harness.settings(postgres.url, redis_server.url, queue, table, worker_retention_days=30)
+    with harness.ThreadWorker(s):
+        harness.push(rclient, queue, harness.make_wire(10))
+        harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 30, "the queue to drain")
+    with psycopg.connect(postgres.url) as conn:
+        days = pgstore.partition_days(conn, table)
+    assert old_day not in days and len(days) == 3
+    assert harness.counts(postgres.url, table) == (10, 10)
