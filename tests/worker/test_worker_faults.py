@@ -139,3 +139,35 @@ def test_postgres_unreachable_for_a_while_loses_nothing(
     assert client.llen(queue + ":dead") == 0
     assert codes == [0], _logs(tmp_path)
     assert "retrying" in _logs(tmp_path)  # it backed off rather than failing
+
+
+def test_redis_unreachable_for_a_while_loses_nothing(
+    postgres: Service, redis_server: Service, redis_prefix: str, pg_schema: str, tmp_path: Path
+) -> None:
+    """The worker's Redis connection is cut (the gateway's is not): it retries taking and acknowledging."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    client = redis.Redis.from_url(redis_server.url)
+    queue, table, n = redis_prefix + "events", f"{pg_schema}.events", 20_000
+    parts = urlsplit(redis_server.url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    via_proxy = urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}"))
+    s = harness.settings(postgres.url, via_proxy, queue, table, worker_batch_size=1000)
+    proc = harness.start_process(s, f"rout-{uuid.uuid4().hex[:8]}", tmp_path / "w.log")
+    producer = harness.Producer(client, queue, n, seconds=8)
+    try:
+        producer.start()
+        harness.wait_until(lambda: harness.counts(postgres.url, table)[0] > 0, 60, "the first rows")
+        proxy.down()
+        time.sleep(4)
+        assert proc.poll() is None, _logs(tmp_path)
+        proxy.up()
+        producer.join()
+        harness.wait_until(lambda: harness.in_flight(client, queue) == 0, 120, "the queue to drain")
+    finally:
+        codes = harness.stop_all([proc])
+        proxy.close()
+    assert harness.counts(postgres.url, table) == (n, n), _logs(tmp_path)
+    assert client.llen(queue + ":dead") == 0
+    assert codes == [0], _logs(tmp_path)
+    assert "Redis failed" in _logs(tmp_path)  # the cut was felt and retried
