@@ -7,17 +7,19 @@ import threading
 from typing import Any
 
 from consumers.loader.admin import AdminServer
+from consumers.loader.engine import open_client
 from consumers.loader.rejects import DeadLetterRows
 from consumers.loader.settings import LoaderSettings
 from consumers.loader.sink import ClickHouseSink
 from consumers.loader.tables import migrate
 from consumers.runtime import ConsumerLoop
 from consumers.runtime.deadletter import DeadLetters
-from evpipe.clickhouse import connect, embedded_path
+from evpipe.clickhouse import embedded_path
 from evpipe.kafka import producer_config
 from schemas.fields import FIELDS, Field
 
 log = logging.getLogger("evpipe.loader")
+ENGINE_WAIT_S = 60.0
 
 
 class Loader:
@@ -26,13 +28,20 @@ class Loader:
         settings: LoaderSettings,
         fields: tuple[Field, ...] = FIELDS,
         consumer_overrides: dict[str, Any] | None = None,
+        sole_process: bool = False,
     ) -> None:
+        """``sole_process``: nothing else uses the embedded engine (true at `evpipe loader` start)."""
         self.settings = settings
         self.data_path = embedded_path(settings.clickhouse_url, settings.evpipe_state_dir)
-        self.client = connect(settings.clickhouse_url, settings.evpipe_state_dir)
+        # An `evpipe query` may hold the embedded engine for a moment: wait for it rather than fail.
+        self.client = open_client(settings.clickhouse_url, settings.evpipe_state_dir, wait_s=ENGINE_WAIT_S)
         applied = migrate(self.client, settings.clickhouse_database, fields, settings.loader_dedup_days)
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
+        if sole_process and self.data_path is not None:
+            stale = ClickHouseSink.drop_stale_stages(self.client, settings.clickhouse_database)
+            if stale:
+                log.info("dropped stage tables of loaders that did not stop cleanly: %s", ", ".join(stale))
         lock = threading.Lock()
         self.dead_letters = DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
         self.sink = ClickHouseSink(

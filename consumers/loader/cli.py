@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         return migrate_only(settings)
     from consumers.loader.app import Loader
 
-    Loader(settings).run()
+    # This process holds the embedded engine's lock: stage tables there are leftovers of killed loaders.
+    Loader(settings, sole_process=True).run()
     return 0
 
 

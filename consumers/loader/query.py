@@ -103,12 +103,6 @@ def endpoint_file(data_path: Path) -> Path:
     return data_path.with_name(data_path.name + ".query-endpoint")
 
 
-def is_locked(error: BaseException | str) -> bool:
-    """Whether an embedded engine refused to open because another process holds its directory."""
-    text = str(error)
-    return "Cannot lock file" in text or "Another server instance" in text
-
-
 def render(result: Result, fmt: str) -> str:
     if fmt == "json":
         return json.dumps([dict(zip(result.columns, (plain(v) for v in row))) for row in result.rows],

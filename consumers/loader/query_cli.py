@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
-from collections.abc import Iterator
 
 from evpipe.settings import ClickHouseSettings, StateSettings, describe, load
 
@@ -59,18 +55,16 @@ def execute(settings: QuerySettings, sql: str) -> object:
     """Run on the server, the embedded engine, or the loader holding the embedded engine."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from consumers.loader.query import QueryError, endpoint_file, is_locked, run_local, run_remote
-    from evpipe.clickhouse import connect, embedded_path
+    from consumers.loader.engine import EngineLocked, open_client
+    from consumers.loader.query import QueryError, endpoint_file, run_local, run_remote
+    from evpipe.clickhouse import embedded_path
 
     path = embedded_path(settings.clickhouse_url, settings.evpipe_state_dir)
     database = settings.clickhouse_database
     try:
-        with engine_stderr() as captured:
-            client = connect(settings.clickhouse_url, settings.evpipe_state_dir)
-    except Exception as exc:
-        locked = is_locked(exc) or is_locked("".join(captured))
-        if path is None or not locked:
-            raise QueryError(f"cannot connect to ClickHouse: {exc}") from None
+        client = open_client(settings.clickhouse_url, settings.evpipe_state_dir)
+    except EngineLocked:
+        assert path is not None
         endpoint = endpoint_file(path)
         if not endpoint.exists():
             raise QueryError(
@@ -78,27 +72,12 @@ def execute(settings: QuerySettings, sql: str) -> object:
                 "stop that process, or run the loader (it serves queries on its admin port)"
             ) from None
         return run_remote(endpoint.read_text().strip(), sql, database)
+    except Exception as exc:
+        raise QueryError(f"cannot connect to ClickHouse: {exc}") from None
     try:
         return run_local(client, sql, _existing(client, database))
     except ClickHouseError as exc:
         raise QueryError(str(exc).strip()) from None
-
-
-@contextlib.contextmanager
-def engine_stderr() -> Iterator[list[str]]:
-    """Capture what the embedded engine prints on file descriptor 2 (its reason for refusing a locked path)."""
-    captured: list[str] = []
-    with tempfile.TemporaryFile() as log:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            log.seek(0)
-            captured.append(log.read().decode(errors="replace"))
 
 
 def _existing(client: object, database: str) -> str | None:

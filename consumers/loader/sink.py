@@ -124,6 +124,20 @@ class ClickHouseSink:
 
     # -- internals ---------------------------------------------------------
 
+    @staticmethod
+    def drop_stale_stages(client: Client, database: str) -> list[str]:
+        """Drop every loader stage table in ``database`` (left by killed loaders).
+
+        Only safe when no other loader can be using the database: the embedded
+        engine at process start (its lock keeps other processes out).
+        """
+        names = [row[0] for row in client.query(
+            "SELECT name FROM system.tables WHERE database = {d:String} AND startsWith(name, '_loader_stage_')",
+            parameters={"d": database}).result_rows]
+        for name in names:
+            client.command(f"DROP TABLE IF EXISTS {Tables(database).name(name)}")
+        return names
+
     def close(self) -> None:
         with self.lock:
             self.client.command(f"DROP TABLE IF EXISTS {self.stage}")

@@ -41,7 +41,8 @@ class Target:
     def env(self) -> dict[str, str]:
         return {"CLICKHOUSE_URL": self.url, "CLICKHOUSE_DATABASE": self.database}
 
-    def query(self, sql: str) -> list[dict[str, Any]]:
+    def query(self, sql: str, loader_alive: bool = False) -> list[dict[str, Any]]:
+        """Rows as dicts. ``loader_alive``: never open the engine here (it would block the loader's start)."""
         if self.path is None:
             from evpipe.clickhouse import connect
 
@@ -55,7 +56,11 @@ class Target:
                 result = run_remote(endpoint.read_text().strip(), sql, self.database, timeout=30)
                 return [dict(zip(result.columns, row)) for row in result.rows]
             except QueryError:
-                pass  # a stale file of a killed loader: open the engine in a subprocess
+                if loader_alive:
+                    raise
+                # a stale file of a killed loader: open the engine in a subprocess
+        if loader_alive:
+            raise QueryError("the loader is starting: no query endpoint yet")
         for attempt in range(5):  # a just-killed loader's lock can take a moment to go away
             out = subprocess.run([sys.executable, "-m", "evpipe", "query", "--format", "json", sql], cwd=ROOT,
                                  env=os.environ | self.env(), capture_output=True, text=True, timeout=120)
@@ -66,12 +71,13 @@ class Target:
             raise AssertionError(f"evpipe query failed: {out.stderr[-2000:]}")
         return list(json.loads(out.stdout))
 
-    def counts(self) -> tuple[int, int]:
+    def counts(self, loader_alive: bool = False) -> tuple[int, int]:
         """(count(), uniqExact(event_id)) without FINAL; (0, 0) before the table exists."""
         try:
-            row = self.query("SELECT count() AS n, uniqExact(event_id) AS u FROM events")[0]
+            row = self.query("SELECT count() AS n, uniqExact(event_id) AS u FROM events", loader_alive)[0]
         except (AssertionError, QueryError) as exc:
-            starting = ("UNKNOWN_TABLE", "doesn't exist", "UNKNOWN_DATABASE", "serves no query endpoint")
+            starting = ("UNKNOWN_TABLE", "doesn't exist", "UNKNOWN_DATABASE", "serves no query endpoint",
+                        "no query endpoint yet", "does not answer")
             if any(text in str(exc) for text in starting):  # a loader still starting up
                 return 0, 0
             raise
@@ -81,7 +87,7 @@ class Target:
         deadline = time.monotonic() + timeout
         got = (0, 0)
         while time.monotonic() < deadline:
-            got = self.counts()
+            got = self.counts(loader_alive=any(p.alive() for p in alive or []))
             if got[0] >= expected:
                 return got
             for proc in alive or []:
@@ -118,6 +124,9 @@ class LoaderProcess:
         code = self.proc.wait(timeout)
         self.history.append(f"SIGTERM -> {code}")
         return code
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None and not self.history[-1:] == ["kill -9"]:

@@ -119,9 +119,11 @@ def test_cli_goes_through_the_holder_when_the_engine_is_locked(tmp_path: Path) -
         url = holder.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and endpoint_file(path).read_text().strip() == url
         # A second process cannot open the locked engine directly...
-        probe = subprocess.run([sys.executable, "-c", f"from evpipe.clickhouse import connect; connect('chdb://{path}')"],
+        probe = subprocess.run([sys.executable, "-c", "from pathlib import Path\n"
+                                "from consumers.loader.engine import open_client\n"
+                                f"open_client('chdb://{path}', Path('.'), wait_s=1)"],
                                cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert probe.returncode != 0 and "lock" in probe.stderr.lower()
+        assert probe.returncode != 0 and "EngineLocked" in probe.stderr and "one" in probe.stderr
         # ...so `evpipe query` asks the holder.
         out = subprocess.run(EVPIPE + ["query", "--format", "json", "SELECT count() AS n FROM events"], cwd=ROOT,
                              env=_env(f"chdb://{path}", "analytics"), capture_output=True, text=True, timeout=120)

@@ -62,6 +62,19 @@ def test_batch_written_twice_counts_once(sink: ClickHouseSink, client) -> None: 
     assert rollup == 1000
 
 
+def test_token_drops_a_replay_when_the_crash_came_between_events_and_event_ids(
+    sink: ClickHouseSink, client  # type: ignore[no-untyped-def]
+) -> None:
+    b = batch([event(i) for i in range(500)], first=7000)
+    sink.write(b)
+    # The state a crash right after the events insert leaves: the ids were never recorded.
+    client.command(f"TRUNCATE TABLE {sink.tables.event_ids}")
+    sink.write(b)  # the replay passes the anti-join; insert_deduplication_token must drop it
+    assert counts(client, sink.tables.database) == (500, 500)
+    assert client.query(f"SELECT sum(events) FROM {sink.tables.rollup}").result_rows[0][0] == 500
+    assert client.query(f"SELECT uniqExact(event_id) FROM {sink.tables.event_ids}").result_rows[0][0] == 500
+
+
 def test_client_retry_with_new_offset_counts_once(sink: ClickHouseSink, client) -> None:  # type: ignore[no-untyped-def]
     first = [event(i) for i in range(100)]
     retried = [dict(e, received_at=e["received_at"]) for e in first[:10]]  # same ids, later batch
@@ -172,9 +185,11 @@ def test_unique_stage_tables_are_dropped(client, ch_database: str) -> None:  # t
     assert sinks[0].stage != sinks[1].stage
     for s in sinks:
         s.close()
-    left = client.query("SELECT count() FROM system.tables WHERE database = {d:String} AND name LIKE '\\_loader\\_stage%'",
-                        parameters={"d": ch_database}).result_rows[0][0]
+    left = client.query("SELECT count() FROM system.tables WHERE database = {d:String} "
+                        "AND startsWith(name, '_loader_stage_')", parameters={"d": ch_database}).result_rows[0][0]
     assert left == 0
+    leftover = ClickHouseSink(client, ch_database)  # as if its loader was killed: never closed
+    assert ClickHouseSink.drop_stale_stages(client, ch_database) == [leftover.stage.split("`")[-2]]
 
 
 def test_ids_are_uuid_typed(sink: ClickHouseSink, client) -> None:  # type: ignore[no-untyped-def]
