@@ -2,9 +2,10 @@
 
 1. Raw ceiling: a confluent-kafka producer (same durable config: acks=all,
    idempotence) sends the same pre-encoded events to a private Tansu broker.
-2. The gateway (`evpipe gateway`, one uvicorn worker, Kafka backend) under
+2. The gateway's CPU floor: parsing and validating the same events in-process (no HTTP, no Kafka).
+3. The gateway (`evpipe gateway`, one uvicorn worker, Kafka backend) under
    wrk on loopback: batches of 100 events, then single events at 256 connections.
-3. The load generator's own ceiling: wrk against GET /healthz of the same server.
+4. The load generator's own ceiling: wrk against GET /healthz of the same server.
 
 Every 2xx counted was answered after the broker acknowledged all its events;
 the accepted-events counter from /metrics is checked against wrk's count.
@@ -48,6 +49,21 @@ def _event(n: int) -> dict[str, Any]:
     return {"type": "page_view", "user_id": f"user-{n}", "anonymous_id": f"anon-{n}",
             "properties": {"path": "/pricing", "referrer": "https://example.com/blog", "n": n},
             "context": {"locale": "en-US", "library": {"name": "bench", "version": "1"}}}
+
+
+def validation_ceiling(seconds: float = 2.0) -> float:
+    """Events/s of parsing + validating 100-event bodies in this process: the gateway's CPU floor per event."""
+    from gateway import ingest
+    from gateway.body import Limits, parse_events
+    from schemas.envelope import Enrichment, EventValidator, now_timestamp
+
+    validator, limits = EventValidator(), Limits(5 << 20, 20 << 20, 65536, 10_000)
+    body = orjson.dumps([_event(n) for n in range(100)])
+    events, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        parsed = parse_events(body, "application/json", limits)
+        events += len(ingest.build(parsed, validator, Enrichment("bench", now_timestamp(), "127.0.0.1", "b")).records)
+    return events / (time.perf_counter() - started)
 
 
 def raw_ceiling(bootstrap: str, topic: str, count: int) -> float:
@@ -145,6 +161,7 @@ def run(quick: bool) -> dict[str, Any]:
                           partitions=6)
             print(f"raw producer: {raw_count:,} events ...", flush=True)
             ceiling = raw_ceiling(broker.bootstrap, topic, raw_count)
+            validation = validation_ceiling()
             batch_body, single_body = workdir / "batch.json", workdir / "single.json"
             batch_body.write_bytes(orjson.dumps([_event(n) for n in range(100)]))
             single_body.write_bytes(orjson.dumps(_event(7)))
@@ -185,6 +202,8 @@ def run(quick: bool) -> dict[str, Any]:
     rows = [
         {"path": "raw producer (ceiling)", "events_per_s": ceiling, "req_per_s": "", "p50_ms": "", "p99_ms": "",
          "non_2xx": "", "rss_mib": ""},
+        {"path": "parse+validate only, in-process", "events_per_s": validation, "req_per_s": "", "p50_ms": "",
+         "p99_ms": "", "non_2xx": "", "rss_mib": ""},
         {"path": "gateway batch=100 c=64", "events_per_s": batch_eps, "req_per_s": batch["req_per_s"],
          "p50_ms": batch["p50_ms"], "p99_ms": batch["p99_ms"], "non_2xx": batch["non_2xx"],
          "rss_mib": sampler.peak_mib},
@@ -198,7 +217,7 @@ def run(quick: bool) -> dict[str, Any]:
         "events_per_s": batch_eps, "baseline_events_per_s": ceiling, "ratio": batch_eps / ceiling,
         "single_req_per_s": single["req_per_s"], "single_p99_ms": single["p99_ms"],
         "batch_p50_ms": batch["p50_ms"], "batch_p99_ms": batch["p99_ms"], "healthz_req_per_s": health["req_per_s"],
-        "rss_peak_mib": sampler.peak_mib, "quick": quick, "cpus": os.cpu_count(),
+        "rss_peak_mib": sampler.peak_mib, "validation_events_per_s": validation, "quick": quick, "cpus": os.cpu_count(),
     }
     write_result("gateway", result, rows)
     return result

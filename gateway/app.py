@@ -18,7 +18,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -129,6 +129,9 @@ class Gateway:
         except BodyError as exc:
             extra = {"retry_after": exc.retry_after} if exc.retry_after else {}
             response = _error(exc.status, exc.message, **extra)
+        except ClientDisconnect:
+            # The client left before sending its whole body: nothing was accepted, nobody reads the answer.
+            response = _error(400, "client disconnected before the body was complete")
         self.metrics.requests.labels(route, str(response.status_code)).inc()
         return response
 

@@ -50,3 +50,15 @@ def test_unreachable_redis_is_503_within_deadline(redis_gateway_settings: Gatewa
         assert "Retry-After" in response.headers
         assert app.get("/readyz").status_code == 503
         assert app.get("/healthz").status_code == 200
+
+
+def test_drain_fails_readiness_and_refuses_new_events(redis_server: Service, redis_client: TestClient,
+                                                      redis_gateway_settings: GatewaySettings) -> None:
+    assert redis_client.get("/readyz").status_code == 200
+    redis_client.app.state.gateway.begin_drain()  # type: ignore[attr-defined]  # what SIGTERM does first
+    ready = redis_client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["reason"] == "shutting down"
+    refused = redis_client.post("/v1/events", json=event(), headers=AUTH_A)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert redis_client.get("/healthz").status_code == 200
+    assert redis.Redis.from_url(redis_server.url).llen(redis_gateway_settings.redis_queue_key) == 0
