@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 
@@ -50,6 +51,7 @@ class PartitionBuffer:
     next_offset: int | None = None  # offset after the last message seen; guards re-deliveries
     pending_checked: bool = False
     pending_end: int | None = None
+    pending_future: Future[int | None] | None = None  # the sink's answer, on its way
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -65,6 +67,21 @@ class PartitionBuffer:
         self.nbytes += len(value)
         self.next_offset = offset + 1
         return True
+
+    def extend(self, offsets: list[int], values: list[bytes]) -> int:
+        """Add messages in offset order; drops re-deliveries of offsets already seen. Returns the count added."""
+        if self.next_offset is not None and offsets and offsets[0] < self.next_offset:
+            keep = _count_below(offsets, self.next_offset)
+            offsets, values = offsets[keep:], values[keep:]
+        if not offsets:
+            return 0
+        if not self.offsets:
+            self.started = time.monotonic()
+        self.offsets.extend(offsets)
+        self.values.extend(values)
+        self.nbytes += sum(map(len, values))
+        self.next_offset = offsets[-1] + 1
+        return len(offsets)
 
     def due(self, policy: FlushPolicy, now: float) -> bool:
         """Whether a batch should be cut now."""
@@ -107,6 +124,13 @@ def _count_through(offsets: list[int], end: int) -> int:
     import bisect
 
     return bisect.bisect_right(offsets, end)
+
+
+def _count_below(offsets: list[int], bound: int) -> int:
+    """Number of leading offsets < bound."""
+    import bisect
+
+    return bisect.bisect_left(offsets, bound)
 
 
 def _count_within(values: list[bytes], policy: FlushPolicy) -> int:

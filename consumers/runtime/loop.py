@@ -1,10 +1,14 @@
 """The consumer loop: consume, buffer per partition, cut batches, write them to a sink, commit.
 
-One thread does everything (rebalance callbacks run inside ``consume``), so
-the state below needs no locks. The order for one partition is strictly
+The main thread owns all state (rebalance callbacks run inside ``consume``)
+and does the consuming, cutting and committing; parsing, dead-lettering and
+the sink calls of a batch run on a writer thread (pyarrow and I/O release the
+GIL), so fetching overlaps writing. The order for one partition is strictly
 sequential: a batch is cut only after the previous one of that partition was
 written *and* committed, which is what lets ``Sink.pending_end`` re-form a
-begun batch exactly after a crash (see ``consumers/runtime/sink.py``).
+begun batch exactly after a crash (see ``consumers/runtime/sink.py``). A
+revoked partition's batch that is being written is waited for before the
+revocation completes, so its next owner never races it.
 
 Per batch::
 
@@ -22,6 +26,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -45,13 +50,19 @@ Key = tuple[str, int]
 class Job:
     """A cut batch on its way into the sink; retried until written and committed, or revoked."""
 
-    batch: Batch
-    poison: list[Poison]
+    cut: Cut
+    batch: Batch | None = None  # set by the writer thread once parsed
+    poison: list[Poison] = field(default_factory=list)
     dead_lettered: bool = False
     written: bool = False
     attempts: int = 0
     next_try: float = 0.0
     last_error: str = ""
+    future: Future[None] | None = None
+
+    @property
+    def identity(self) -> str:
+        return f"{self.cut.topic}:{self.cut.partition}:{self.cut.first_offset}-{self.cut.last_offset}"
 
 
 @dataclass
@@ -94,6 +105,7 @@ class ConsumerLoop:
         self._overrides = consumer_overrides or {}
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evpipe-writer")
         self._dead = DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
         self._buffers: dict[Key, PartitionBuffer] = {}
         self._jobs: dict[Key, Job] = {}
@@ -127,6 +139,7 @@ class ConsumerLoop:
             self._shutdown()
         finally:
             self._consumer.close()  # leaves the group: revokes (and drops) whatever is left
+            self._writer.shutdown(wait=True)
             self._dead.close()
             restore()
             metrics.ASSIGNED.set(0)
@@ -145,9 +158,17 @@ class ConsumerLoop:
     def _shutdown(self) -> None:
         """Cut everything that may be cut, then retry writes until done or the shutdown timeout."""
         deadline = time.monotonic() + self.settings.consumer_shutdown_timeout_s
-        for key, buf in list(self._buffers.items()):
-            if key not in self._jobs and self._check_pending(key, buf, time.monotonic()) and buf.can_force():
-                self._jobs[key] = self._prepare(buf.cut(self.policy))
+        unchecked = set(self._buffers)
+        while unchecked and time.monotonic() < deadline:
+            for key in list(unchecked):
+                buf = self._buffers.get(key)
+                if buf is None or key in self._jobs or not len(buf):
+                    unchecked.discard(key)
+                elif self._check_pending(key, buf, time.monotonic()):
+                    unchecked.discard(key)
+                    if buf.can_force():
+                        self._jobs[key] = self._new_job(buf)
+            self._step(drain=True)
         while self._jobs and time.monotonic() < deadline:
             self._step(drain=True)
         if self._jobs:
@@ -173,21 +194,27 @@ class ConsumerLoop:
             self._refresh_lag()
 
     def _route(self, messages: list[Message]) -> None:
-        counts: dict[str, int] = {}
+        # Group by partition first: one buffer extend per partition, not a call per message.
+        groups: dict[Key, tuple[list[int], list[bytes]]] = {}
         for msg in messages:
             err = msg.error()
             if err is not None:
                 self._consume_error(err)
                 continue
-            topic, partition = msg.topic(), msg.partition()
-            buf = self._buffers.get((topic, partition))
+            key = (msg.topic(), msg.partition())
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = ([], [])
+            group[0].append(msg.offset())
+            group[1].append(msg.value())
+        for key, (offsets, values) in groups.items():
+            buf = self._buffers.get(key)
             if buf is None:
                 continue  # revoked while the message was queued: its new owner reads it
-            if buf.append(msg.offset(), msg.value()):
-                counts[topic] = counts.get(topic, 0) + 1
-        for topic, n in counts.items():
-            metrics.MESSAGES.labels(topic).inc(n)
-            self.stats.consumed += n
+            added = buf.extend(offsets, values)
+            if added:
+                metrics.MESSAGES.labels(key[0]).inc(added)
+                self.stats.consumed += added
 
     def _consume_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
@@ -206,24 +233,33 @@ class ConsumerLoop:
             if key in self._jobs or not len(buf):
                 continue
             if self._check_pending(key, buf, now) and buf.due(self.policy, now):
-                self._jobs[key] = self._prepare(buf.cut(self.policy))
+                self._jobs[key] = self._new_job(buf)
 
     def _check_pending(self, key: Key, buf: PartitionBuffer, now: float) -> bool:
-        """Ask the sink once per batch start whether a batch starting there was begun before."""
+        """Whether the sink was asked if a batch starting at the buffer's first offset was begun before.
+
+        Asked once per batch start, on the writer thread like every sink call
+        (a sink sees one thread), so it answers on a later step.
+        """
         if buf.pending_checked:
             return True
         if not len(buf):
             return False
-        backoff = self._pending_backoff.get(key)
-        if backoff and now < backoff.until:
+        future = buf.pending_future
+        if future is None:
+            backoff = self._pending_backoff.get(key)
+            if backoff is None or now >= backoff.until:
+                buf.pending_future = self._writer.submit(self.sink.pending_end, key[0], key[1], buf.offsets[0])
             return False
+        if not future.done():
+            return False
+        buf.pending_future = None
         try:
-            buf.pending_end = self.sink.pending_end(key[0], key[1], buf.offsets[0])
+            buf.pending_end = future.result()
         except Exception as exc:
-            backoff = backoff or _Backoff()
+            backoff = self._pending_backoff.setdefault(key, _Backoff())
             backoff.attempts += 1
             backoff.until = now + self._delay(backoff.attempts)
-            self._pending_backoff[key] = backoff
             log.warning("%s[%d]: cannot read the begun-batch record (retrying): %s", key[0], key[1], exc)
             return False
         self._pending_backoff.pop(key, None)
@@ -232,42 +268,72 @@ class ConsumerLoop:
             log.info("%s[%d]: re-forming begun batch %d-%d", key[0], key[1], buf.offsets[0], buf.pending_end)
         return True
 
-    def _prepare(self, cut: Cut) -> Job:
-        parsed = parse_values(cut.offsets, cut.values)
-        batch = Batch(cut.topic, cut.partition, cut.first_offset, cut.last_offset, parsed.table, cut.nbytes)
-        buf = self._buffers.get((cut.topic, cut.partition))
-        if buf is not None:
-            buf.pending_checked = False  # the next batch starts elsewhere: ask again
-        return Job(batch, parsed.poison, dead_lettered=not parsed.poison)
+    def _new_job(self, buf: PartitionBuffer) -> Job:
+        job = Job(buf.cut(self.policy))
+        job.future = self._writer.submit(self._write, job)
+        buf.pending_checked = False  # the next batch starts elsewhere: ask the sink again
+        self._check_pending((buf.topic, buf.partition), buf, time.monotonic())  # asked while this one is written
+        return job
 
     # -- writing and committing ------------------------------------------------------------------
 
     def _run_jobs(self, now: float) -> None:
+        done: list[tuple[Key, Job]] = []
         for key, job in list(self._jobs.items()):
-            if job.next_try <= now:
-                self._attempt(key, job)
+            if job.future is not None:
+                if job.future.done():
+                    error = job.future.exception()
+                    job.future = None
+                    if error is not None:
+                        self._failed(key, job, error)
+                    else:
+                        done.append((key, job))
+            elif job.next_try <= now:
+                if job.written:
+                    done.append((key, job))  # only the commit failed: do not write again
+                else:
+                    job.future = self._writer.submit(self._write, job)
+        if done:
+            self._commit(done)
 
-    def _attempt(self, key: Key, job: Job) -> None:
-        assert self._consumer is not None
+    def _write(self, job: Job) -> None:
+        """Writer thread: parse, dead-letter, begin, write. Touches only the job and the sink."""
+        if job.batch is None:
+            cut = job.cut
+            parsed = parse_values(cut.offsets, cut.values)
+            job.batch = Batch(cut.topic, cut.partition, cut.first_offset, cut.last_offset, parsed.table, cut.nbytes)
+            job.poison = parsed.poison
+            job.dead_lettered = not parsed.poison
+            cut.values = []  # the table holds the data now
         batch = job.batch
+        if not job.dead_lettered:
+            self._dead.send(batch.topic, batch.partition, job.poison)
+            job.dead_lettered = True
+            metrics.DEAD_LETTERS.labels(batch.topic).inc(len(job.poison))
+        if batch.table.num_rows:
+            with metrics.WRITE_SECONDS.time():
+                self.sink.begin(batch)
+                self.sink.write(batch)
+        job.written = True
+
+    def _commit(self, done: list[tuple[Key, Job]]) -> None:
+        """One synchronous commit for every batch written since the last step."""
+        assert self._consumer is not None
+        batches = [job.batch for _, job in done if job.batch is not None]
         try:
-            if not job.dead_lettered:
-                self._dead.send(batch.topic, batch.partition, job.poison)
-                job.dead_lettered = True
-                metrics.DEAD_LETTERS.labels(batch.topic).inc(len(job.poison))
-                self.stats.dead_letters += len(job.poison)
-            if not job.written:
-                if batch.table.num_rows:
-                    with metrics.WRITE_SECONDS.time():
-                        self.sink.begin(batch)
-                        self.sink.write(batch)
-                job.written = True
             self._consumer.commit(
-                offsets=[TopicPartition(batch.topic, batch.partition, batch.last_offset + 1)], asynchronous=False
+                offsets=[TopicPartition(b.topic, b.partition, b.last_offset + 1) for b in batches], asynchronous=False
             )
-        except Exception as exc:
-            self._failed(key, job, exc)
+        except KafkaException as exc:
+            for key, job in done:
+                self._failed(key, job, exc)
             return
+        for key, job in done:
+            self._committed(key, job)
+
+    def _committed(self, key: Key, job: Job) -> None:
+        assert job.batch is not None
+        batch = job.batch
         self._jobs.pop(key, None)
         count = batch.last_offset - batch.first_offset + 1
         metrics.BATCHES.labels(batch.topic).inc()
@@ -275,6 +341,7 @@ class ConsumerLoop:
         metrics.COMMITTED.labels(batch.topic).inc(count)
         self.stats.committed_batches += 1
         self.stats.rows += batch.table.num_rows
+        self.stats.dead_letters += len(job.poison)
         if job.attempts:
             log.info("%s: written after %d retries", batch.identity, job.attempts)
 
@@ -282,10 +349,10 @@ class ConsumerLoop:
         job.attempts += 1
         job.next_try = time.monotonic() + self._delay(job.attempts)
         job.last_error = f"{type(exc).__name__}: {exc}"
-        metrics.WRITE_ERRORS.labels(job.batch.topic).inc()
+        metrics.WRITE_ERRORS.labels(job.cut.topic).inc()
         self.stats.write_errors += 1
         stage = "commit" if job.written else "write"
-        log.warning("%s: %s failed (attempt %d, retry in %.1fs): %s", job.batch.identity, stage, job.attempts,
+        log.warning("%s: %s failed (attempt %d, retry in %.1fs): %s", job.identity, stage, job.attempts,
                     job.next_try - time.monotonic(), job.last_error)
 
     def _delay(self, attempts: int) -> float:
@@ -295,24 +362,22 @@ class ConsumerLoop:
     # -- memory bound and pausing ----------------------------------------------------------------
 
     def buffered_bytes(self) -> int:
-        return sum(b.nbytes for b in self._buffers.values()) + sum(j.batch.raw_bytes for j in self._jobs.values())
+        return sum(b.nbytes for b in self._buffers.values()) + sum(j.cut.nbytes for j in self._jobs.values())
 
     def _enforce_cap(self) -> None:
-        """Over the global cap: flush the largest buffers now, and pause fetching until under half of it."""
+        """Over the global cap: cut the largest buffers now, and pause fetching until under half of it."""
         cap = self.settings.consumer_buffer_max_bytes
         total = self.buffered_bytes()
-        metrics.BUFFER_BYTES.set(total)
         if total > cap:
             now = time.monotonic()
+            waiting = sum(b.nbytes for b in self._buffers.values())
             for key, buf in sorted(self._buffers.items(), key=lambda kv: -kv[1].nbytes):
-                if total <= cap // 2:
+                if waiting <= cap // 2:
                     break
                 if key in self._jobs or not self._check_pending(key, buf, now) or not buf.can_force():
                     continue
-                job = self._prepare(buf.cut(self.policy))
-                self._jobs[key] = job
-                self._attempt(key, job)
-                total = self.buffered_bytes()
+                job = self._jobs[key] = self._new_job(buf)
+                waiting -= job.cut.nbytes
         self._over_cap = total > cap if not self._over_cap else total > cap // 2
         metrics.BUFFER_BYTES.set(total)
 
@@ -354,11 +419,21 @@ class ConsumerLoop:
         log.warning("lost %s (session expired): dropped their buffers", _names(partitions))
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
-        """Forget revoked partitions: their buffers and unfinished batches are never committed by us."""
+        """Forget revoked partitions: their buffers and unfinished batches are never committed by us.
+
+        A batch the writer thread is still writing is waited for first: the
+        partition's next owner re-forms it from the sink's record and must not
+        race our write of it.
+        """
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._buffers.pop(key, None)
-            self._jobs.pop(key, None)
+            job = self._jobs.pop(key, None)
+            if job is not None and job.future is not None:
+                try:
+                    job.future.result(timeout=self.settings.consumer_revoke_wait_s)
+                except Exception as exc:  # failed or still running: not committed either way
+                    log.warning("%s: in-flight write at revocation did not succeed: %r", job.identity, exc)
             self._pending_backoff.pop(key, None)
             self._paused.discard(key)
             try:

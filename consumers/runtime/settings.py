@@ -36,4 +36,7 @@ class ConsumerSettings(KafkaSettings):
     consumer_shutdown_timeout_s: float = Field(
         30.0, ge=0, description="On SIGTERM, how long to keep retrying the final flush before giving up (no loss)."
     )
+    consumer_revoke_wait_s: float = Field(
+        120.0, ge=0, description="On revocation, how long to wait for a batch being written to finish."
+    )
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus /metrics server (0: off).")
