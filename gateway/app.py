@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway import ingest
 from gateway.auth import KeyStore, key_from_headers, load_keys
@@ -45,6 +47,20 @@ def json_response(document: Any, status: int = 200, headers: dict[str, str] | No
 def _error(status: int, message: str, **extra: Any) -> Response:
     headers = {"Retry-After": str(extra.pop("retry_after"))} if "retry_after" in extra else None
     return json_response({"error": message, **extra}, status, headers)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What the ingest path needs from an HTTP request, whichever way it arrived."""
+
+    headers: dict[str, str]
+    stream: AsyncIterator[bytes]
+    peer: str | None
+
+
+def _header_dict(scope: Scope) -> dict[str, str]:
+    # One plain dict per request: Starlette's Headers scans the raw list on every lookup.
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 class Gateway:
@@ -112,16 +128,18 @@ class Gateway:
 
     # -- ingestion ---------------------------------------------------------------------------------
 
-    async def native(self, request: Request) -> Response:
-        return await self._count("/v1/events", self._ingest(request, segment_call=None))
-
-    def segment_route(self, call: str | None, route: str | None = None) -> Any:
-        route = route or f"/v1/{call or 'batch'}"
+    def ingest_route(self, route: str, segment_call: str | None) -> Any:
+        """The Starlette endpoint of an ingest route (browser requests and CORS go through Starlette)."""
 
         async def endpoint(request: Request) -> Response:
-            return await self._count(route, self._ingest(request, segment_call=call or "batch"))
+            incoming = Incoming(_header_dict(request.scope), request.stream(),
+                                request.client.host if request.client else None)
+            return await self.handle(route, segment_call, incoming)
 
         return endpoint
+
+    async def handle(self, route: str, segment_call: str | None, incoming: Incoming) -> Response:
+        return await self._count(route, self._ingest(incoming, segment_call))
 
     async def _count(self, route: str, handler: Any) -> Response:
         try:
@@ -135,24 +153,24 @@ class Gateway:
         self.metrics.requests.labels(route, str(response.status_code)).inc()
         return response
 
-    async def _ingest(self, request: Request, segment_call: str | None) -> Response:
+    async def _ingest(self, incoming: Incoming, segment_call: str | None) -> Response:
         if self.draining:
             return _error(503, "gateway is shutting down: resend to another instance", retry_after=1)
-        # One plain dict per request: Starlette's Headers scans the raw list on every lookup.
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+        headers = incoming.headers
         header_key = key_from_headers(headers)
         source = self.keys.source_for(header_key)
         if header_key and source is None:
             return _error(401, "unknown API key")
         held = [0]
         try:
-            return await self._read_and_send(request, headers, source, segment_call, held)
+            return await self._read_and_send(incoming, source, segment_call, held)
         finally:
             self.budget.release(held[0])
 
-    async def _read_and_send(self, request: Request, headers: dict[str, str], source: str | None,
-                             segment_call: str | None, held: list[int]) -> Response:
-        body = await read_body(request.stream(), headers.get("content-length"),
+    async def _read_and_send(self, incoming: Incoming, source: str | None, segment_call: str | None,
+                             held: list[int]) -> Response:
+        headers = incoming.headers
+        body = await read_body(incoming.stream, headers.get("content-length"),
                                headers.get("content-encoding"), self.limits, held, self.budget)
         parsed = self._parse(body, headers.get("content-type"), segment_call)
         if source is None:
@@ -167,7 +185,7 @@ class Gateway:
             self.metrics.rejected.labels("rate limited").inc(len(parsed.events))
             return _error(429, f"rate limit of {self.limiter.rate:g} events/s for this key exceeded",
                           retry_after=int(wait))
-        return await self._validate_and_send(request, headers, parsed, source, segment_call)
+        return await self._validate_and_send(incoming, parsed, source, segment_call)
 
     def _parse(self, body: bytes, content_type: str | None, segment_call: str | None) -> ParsedBody:
         batch_key = "batch" if segment_call in (None, "batch") else "\x00no-batch"
@@ -178,14 +196,13 @@ class Gateway:
             raise BodyError(400, "/v1/batch takes {\"batch\": [...]}")
         return parsed
 
-    async def _validate_and_send(self, request: Request, headers: dict[str, str], parsed: ParsedBody,
-                                 source: str, segment_call: str | None) -> Response:
+    async def _validate_and_send(self, incoming: Incoming, parsed: ParsedBody, source: str,
+                                 segment_call: str | None) -> Response:
         received = dt.datetime.now(dt.timezone.utc)
-        peer = request.client.host if request.client else None
         enrichment = Enrichment(
             source_id=source, received_at=format_timestamp(received),
-            ip=self.client_ip.resolve(peer, headers.get("x-forwarded-for")),
-            user_agent=headers.get("user-agent"),
+            ip=self.client_ip.resolve(incoming.peer, incoming.headers.get("x-forwarded-for")),
+            user_agent=incoming.headers.get("user-agent"),
         )
         call = None if segment_call in (None, "batch") else segment_call
         mapper = ingest.segment_mapper(call, parsed, source, received) if segment_call else None
@@ -221,14 +238,64 @@ class Gateway:
         return _error(503, f"backend unavailable: {exc.reason}", **extra)
 
 
-def create_app(settings: GatewaySettings, backend: Backend | None = None) -> Starlette:
+INGEST_ROUTES: dict[str, str | None] = {
+    "/v1/events": None, "/v1/batch": "batch", **{f"/v1/{call}": call for call in CALLS},
+    **{f"/v1/{short}": call for short, call in SHORT_PATHS.items()},
+}
+
+
+class GatewayApp:
+    """The ASGI app: server-to-server ingest requests take a direct path, everything else goes through Starlette.
+
+    Ingest POSTs without an ``Origin`` header (SDKs, servers) skip Starlette's
+    router, middleware stack and Request object: on the single-event path that
+    per-request overhead is a large part of the work. Browser requests (CORS),
+    probes, /metrics and /openapi.json are served by the Starlette app.
+    """
+
+    def __init__(self, gateway: Gateway, starlette: Starlette) -> None:
+        self.gateway = gateway
+        self.starlette = starlette
+        self.state = starlette.state
+        self.routes = starlette.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in INGEST_ROUTES:
+            headers = _header_dict(scope)
+            if "origin" not in headers:
+                await self._direct(scope, headers, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+    async def _direct(self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        client = scope.get("client")
+        incoming = Incoming(headers, _body_stream(receive), client[0] if client else None)
+        try:
+            response = await self.gateway.handle(path, INGEST_ROUTES[path], incoming)
+        except Exception:
+            log.exception("unexpected error on %s", path)
+            self.gateway.metrics.requests.labels(path, "500").inc()
+            response = _error(500, "internal error")
+        await response(scope, receive, send)
+
+
+async def _body_stream(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body = message.get("body", b"")
+        if body:
+            yield body
+        if not message.get("more_body", False):
+            return
+
+
+def create_app(settings: GatewaySettings, backend: Backend | None = None) -> GatewayApp:
     gateway = Gateway(settings, backend)
     routes = [
-        Route("/v1/events", gateway.native, methods=["POST"]),
-        Route("/v1/batch", gateway.segment_route(None), methods=["POST"]),
-        *[Route(f"/v1/{call}", gateway.segment_route(call), methods=["POST"]) for call in CALLS],
-        *[Route(f"/v1/{short}", gateway.segment_route(None if call == "batch" else call, f"/v1/{short}"),
-                methods=["POST"]) for short, call in SHORT_PATHS.items()],
+        *[Route(path, gateway.ingest_route(path, call), methods=["POST"]) for path, call in INGEST_ROUTES.items()],
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
@@ -244,4 +311,4 @@ def create_app(settings: GatewaySettings, backend: Backend | None = None) -> Sta
         ))
     app = Starlette(routes=routes, middleware=middleware, lifespan=gateway.lifespan)
     app.state.gateway = gateway
-    return app
+    return GatewayApp(gateway, app)
