@@ -440,13 +440,19 @@ def test_app_tier_egress_is_limited_to_dns_and_the_data_tier(objects: tuple[dict
 
 
 def _gateway_routes() -> set[tuple[str, str]]:
+    """(path, method) pairs the gateway app declares and answers 200 to once started."""
     from starlette.routing import Route
+    from starlette.testclient import TestClient
 
     from gateway.app import create_app
     from gateway.settings import GatewaySettings
 
     app = create_app(GatewaySettings(), backend=_IdleBackend())
-    return {(route.path, method) for route in app.routes if isinstance(route, Route) for method in route.methods or ()}
+    declared = {(route.path, method) for route in app.routes if isinstance(route, Route)
+                for method in route.methods or ()}
+    with TestClient(app) as client:  # runs the lifespan: the backend starts, readiness turns on
+        return {(path, method) for path, method in declared
+                if method == "GET" and client.get(path).status_code == 200}
 
 
 class _IdleBackend:
