@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import threading
 import time
 from typing import Any
 
@@ -31,29 +30,33 @@ log = logging.getLogger("evpipe.gateway.kafka")
 
 
 class _Ack:
-    """Delivery bookkeeping of one request; ``delivered`` runs on the poll thread."""
+    """Delivery bookkeeping of one request.
 
-    __slots__ = ("future", "remaining", "error", "lock", "done")
+    ``delivered`` runs once per message inside ``poll()``/``flush()``, which
+    only ever run on one thread at a time (the loop's pump, or the flush at
+    shutdown after the pump stopped), so the countdown needs no lock.
+    """
+
+    __slots__ = ("future", "remaining", "error", "done")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int, done: collections.deque[_Ack]) -> None:
         self.future: asyncio.Future[KafkaError | None] = loop.create_future()
         self.remaining = count
         self.error: KafkaError | None = None
-        self.lock = threading.Lock()
         self.done = done
 
     def delivered(self, err: KafkaError | None, _msg: Any) -> None:
         if err is not None and self.error is None:
             self.error = err
-        self.settle(1)
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.done.append(self)  # woken in bulk after this poll() round, see KafkaBackend._pump
 
     def settle(self, count: int) -> None:
-        # Locked: at shutdown, flush() serves the last reports on a worker thread.
-        with self.lock:
-            self.remaining -= count
-            finished = self.remaining == 0
-        if finished:
-            self.done.append(self)  # woken in bulk after this poll() round, see KafkaBackend._pump
+        """Account for messages that were never produced (produce() refused them)."""
+        self.remaining -= count
+        if self.remaining == 0:
+            self.done.append(self)
 
     def resolve(self) -> None:
         if not self.future.done():
