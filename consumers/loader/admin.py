@@ -49,7 +49,7 @@ class AdminServer:
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
+        host, port = str(self.httpd.server_address[0]), int(self.httpd.server_address[1])
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         return f"http://{shown}:{port}"
 
@@ -76,7 +76,7 @@ class AdminServer:
         admin = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 url = urlparse(self.path)
                 if url.path == "/metrics":
                     self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
@@ -88,7 +88,7 @@ class AdminServer:
                 else:
                     self._send(404, b"not found: try /metrics, /healthz or /query\n", "text/plain")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 url = urlparse(self.path)
                 if url.path != "/query":
                     self._send(404, b"POST only to /query\n", "text/plain")
@@ -111,7 +111,7 @@ class AdminServer:
                 else:
                     try:
                         self._send(200, admin.query(sql, database or None), "application/json")
-                    except Exception as exc:  # the analyst's SQL error, shown to them
+                    except Exception as exc:  # noqa: BLE001 (any failure of the analyst's SQL is shown to them)
                         self._send(400, f"{exc}\n".encode(), "text/plain")
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:

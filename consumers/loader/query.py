@@ -28,8 +28,8 @@ from clickhouse_connect.driver.client import Client
 # be used there: on the embedded engine it is applied to the shared session, and a failed
 # statement leaves it set (it then forbids the loader's own inserts).
 READ_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
-_COMMENTS = re.compile(r"(--[^\n]*\n|/\*.*?\*/|\s+)*", re.S)
-_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.I)
+_COMMENTS = re.compile(r"(--[^\n]*\n|/\*.*?\*/|\s+)*", re.DOTALL)
+_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
 
 
 class QueryError(RuntimeError):

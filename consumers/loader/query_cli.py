@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from evpipe.settings import ClickHouseSettings, StateSettings, describe, load
+
+if TYPE_CHECKING:
+    from consumers.loader.query import Result
 
 
 class QuerySettings(StateSettings, ClickHouseSettings):
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def execute(settings: QuerySettings, sql: str) -> object:
+def execute(settings: QuerySettings, sql: str) -> Result:
     """Run on the server, the embedded engine, or the loader holding the embedded engine."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -72,7 +76,7 @@ def execute(settings: QuerySettings, sql: str) -> object:
                 "stop that process, or run the loader (it serves queries on its admin port)"
             ) from None
         return run_remote(endpoint.read_text().strip(), sql, database)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (shown as a one-line error, not a traceback)
         raise QueryError(f"cannot connect to ClickHouse: {exc}") from None
     try:
         return run_local(client, sql, _existing(client, database))

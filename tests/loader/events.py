@@ -13,7 +13,7 @@ from consumers.runtime.sink import Batch
 from schemas.arrow import parse_ndjson
 from schemas.envelope import Enrichment, EventValidator, format_timestamp
 
-BASE = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=2)
+BASE = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=2)
 _VALIDATOR = EventValidator()
 
 

@@ -30,7 +30,7 @@ def readme_queries() -> dict[str, str]:
     """The ```sql blocks of the README's loader section, keyed by their first comment line."""
     text = (ROOT / "README.md").read_text()
     section = text.split("## Loader and queries", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
     return {block.splitlines()[0].lstrip("- ").strip(): block for block in blocks}
 
 
@@ -49,7 +49,7 @@ def test_readme_sample_queries_run_and_answer(clickhouse: Service, ch_database: 
     client = connect(clickhouse.url)
     migrate(client, ch_database)
     sink = ClickHouseSink(client, ch_database)
-    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=20)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
     steps = {"alice": ["page_view", "add_to_cart", "order_completed"], "bob": ["page_view", "add_to_cart"],
              "carol": ["page_view"]}
     events = [event(n, type_=t, user=user, received=start + dt.timedelta(seconds=n))
@@ -101,11 +101,11 @@ def _env(url: str, database: str = "evpipe") -> dict[str, str]:
 @pytest.mark.slow
 def test_cli_on_a_fresh_embedded_engine(tmp_path: Path) -> None:
     out = subprocess.run(EVPIPE + ["query", "--format", "csv", "SELECT 1 AS one, 'x' AS two"], cwd=ROOT,
-                         env=_env(f"chdb://{tmp_path / 'ch'}"), capture_output=True, text=True, timeout=120)
+                         env=_env(f"chdb://{tmp_path / 'ch'}"), capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["one,two", "1,x"]
     bad = subprocess.run(EVPIPE + ["query", "SELECT nope FROM nowhere"], cwd=ROOT,
-                         env=_env(f"chdb://{tmp_path / 'ch'}"), capture_output=True, text=True, timeout=120)
+                         env=_env(f"chdb://{tmp_path / 'ch'}"), capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
 
 
@@ -119,14 +119,14 @@ def test_cli_goes_through_the_holder_when_the_engine_is_locked(tmp_path: Path) -
         url = holder.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and endpoint_file(path).read_text().strip() == url
         # A second process cannot open the locked engine directly...
-        probe = subprocess.run([sys.executable, "-c", "from pathlib import Path\n"
-                                "from consumers.loader.engine import open_client\n"
-                                f"open_client('chdb://{path}', Path('.'), wait_s=1)"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=120)
+        script = ("from pathlib import Path\nfrom consumers.loader.engine import open_client\n"
+                  f"open_client('chdb://{path}', Path('.'), wait_s=1)")
+        probe = subprocess.run([sys.executable, "-c", script],
+                               cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
         assert probe.returncode != 0 and "EngineLocked" in probe.stderr and "one" in probe.stderr
         # ...so `evpipe query` asks the holder.
         out = subprocess.run(EVPIPE + ["query", "--format", "json", "SELECT count() AS n FROM events"], cwd=ROOT,
-                             env=_env(f"chdb://{path}", "analytics"), capture_output=True, text=True, timeout=120)
+                             env=_env(f"chdb://{path}", "analytics"), capture_output=True, text=True, timeout=120, check=False)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout) == [{"n": 3}]
     finally:

@@ -151,7 +151,7 @@ def test_live_migration_adds_a_column_while_old_writers_insert(
         try:
             for n in range(20):
                 old.write(batch([event(n * 100 + i) for i in range(100)], first=n * 100))
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # noqa: BLE001 (surfaced below)
             errors.append(exc)
 
     writer = threading.Thread(target=keep_writing)
@@ -173,8 +173,9 @@ def test_live_migration_adds_a_column_while_old_writers_insert(
 
 
 def _with_campaign(events: list[dict]) -> pa.Table:  # type: ignore[type-arg]
-    from schemas.arrow import parse_ndjson
     import orjson
+
+    from schemas.arrow import parse_ndjson
 
     return parse_ndjson(b"\n".join(orjson.dumps(e) for e in events), FIELDS + (NEW_FIELD,))
 
