@@ -69,8 +69,8 @@ def validation_ceiling(seconds: float = 2.0) -> float:
 def raw_ceiling(bootstrap: str, topic: str, count: int) -> float:
     from confluent_kafka import Producer
 
-    from evpipe.settings import KafkaSettings
     from evpipe.kafka import producer_config
+    from evpipe.settings import KafkaSettings
     from schemas.envelope import Enrichment, EventValidator, now_timestamp
 
     validator = EventValidator()
@@ -137,7 +137,7 @@ def accepted_total(url: str) -> float:
     import httpx
 
     text = httpx.get(f"{url}/metrics").text
-    match = re.search(r"^evpipe_gateway_events_accepted_total ([0-9.e+]+)$", text, re.M)
+    match = re.search(r"^evpipe_gateway_events_accepted_total ([0-9.e+]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 

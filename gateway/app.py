@@ -198,7 +198,7 @@ class Gateway:
 
     async def _validate_and_send(self, incoming: Incoming, parsed: ParsedBody, source: str,
                                  segment_call: str | None) -> Response:
-        received = dt.datetime.now(dt.timezone.utc)
+        received = dt.datetime.now(dt.UTC)
         enrichment = Enrichment(
             source_id=source, received_at=format_timestamp(received),
             ip=self.client_ip.resolve(incoming.peer, incoming.headers.get("x-forwarded-for")),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import segment
-from gateway.backends.base import Rejected, Record
+from gateway.backends.base import Record, Rejected
 from gateway.body import ParsedBody
 from schemas.envelope import Enrichment, EventValidator, InvalidEvent
 

@@ -126,7 +126,7 @@ def _parse_time(value: object, name: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
         raise InvalidEvent(f"{name}: not an ISO 8601 timestamp: {value[:40]!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def occurred_at(message: dict[str, Any], batch: dict[str, Any], received: dt.datetime) -> str | None:

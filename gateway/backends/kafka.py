@@ -20,10 +20,10 @@ import time
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from evpipe.kafka import producer_config
-from gateway.backends.base import Rejected, Record, Unavailable, invalid_document
+from gateway.backends.base import Record, Rejected, Unavailable, invalid_document
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.kafka")
@@ -37,7 +37,7 @@ class _Ack:
     shutdown after the pump stopped), so the countdown needs no lock.
     """
 
-    __slots__ = ("future", "remaining", "error", "done")
+    __slots__ = ("done", "error", "future", "remaining")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int, done: collections.deque[_Ack]) -> None:
         self.future: asyncio.Future[KafkaError | None] = loop.create_future()
@@ -134,7 +134,7 @@ class KafkaBackend:
                         item.source_id.encode(), on_delivery=ack.delivered,
                         headers=[("error", item.reason.encode())])
                 produced += 1
-        except (BufferError, KafkaError) as exc:
+        except (BufferError, KafkaException) as exc:
             ack.settle(count - produced)
             raise Unavailable(f"producer refused the events: {exc}", 2, enqueued=produced > 0) from None
         self._waiting += 1
@@ -169,7 +169,7 @@ class KafkaBackend:
     def _check_metadata(self) -> str | None:
         try:
             metadata = self.producer.list_topics(timeout=2.0)  # all topics: naming one may auto-create it
-        except Exception as exc:  # KafkaException: broker unreachable within the timeout
+        except KafkaException as exc:  # broker unreachable within the timeout
             return f"broker unreachable: {exc}"
         topic = metadata.topics.get(self.topic)
         if topic is None or topic.error is not None:

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from consumers.pgstore import ensure_schema, insert_events_async
-from gateway.backends.base import Rejected, Record, Unavailable
+from gateway.backends.base import Record, Rejected, Unavailable
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.postgres")

@@ -9,7 +9,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.backends.base import Rejected, Record, Unavailable, invalid_document
+from gateway.backends.base import Record, Rejected, Unavailable, invalid_document
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.redis")
