@@ -38,7 +38,8 @@ def run(_args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uri = settings.archive_uri or str(settings.evpipe_state_dir / "archive")
     try:
-        store = open_store(uri, settings.s3_endpoint_url, settings.s3_multipart_threshold_mb * 1024 * 1024)
+        store = open_store(uri, settings.s3_endpoint_url, settings.s3_multipart_threshold_mb * 1024 * 1024,
+                           settings.s3_timeout_s)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     sink = ParquetSink(store, settings.archiver_row_group_rows, settings.archiver_zstd_level)

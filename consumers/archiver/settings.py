@@ -22,5 +22,6 @@ class ArchiverSettings(ConsumerSettings, ArchiveSettings, StateSettings):
     archiver_row_group_rows: int = Field(128 * 1024, ge=1000, description="Parquet row-group size in rows.")
     archiver_zstd_level: int = Field(3, ge=1, le=22, description="zstd compression level of the Parquet files.")
     s3_multipart_threshold_mb: int = Field(64, ge=5, description="Objects above this size upload in parts.")
+    s3_timeout_s: float = Field(30.0, gt=0, description="S3 request timeout; a hung endpoint fails the write after it.")
     metrics_port: int = Field(9102, ge=0, le=65535, description="Port of the Prometheus /metrics server (0: off).")
     log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING.")

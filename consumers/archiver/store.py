@@ -53,7 +53,8 @@ class LocalStore:
 
 
 class S3Store:
-    def __init__(self, bucket: str, prefix: str, endpoint_url: str, multipart_threshold: int) -> None:
+    def __init__(self, bucket: str, prefix: str, endpoint_url: str, multipart_threshold: int,
+                 timeout_s: float = 30.0) -> None:
         import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
@@ -66,7 +67,8 @@ class S3Store:
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         # Short timeouts: a dead endpoint must fail fast so the runtime pauses and retries.
-        config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"})
+        config = Config(connect_timeout=min(5.0, timeout_s), read_timeout=timeout_s,
+                        retries={"max_attempts": 2, "mode": "standard"})
         self.client: Any = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=multipart_threshold,
                                        use_threads=False)
@@ -83,20 +85,21 @@ class S3Store:
         except self.client.exceptions.NoSuchKey:
             return None
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            if (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                 return None
             raise
         data: bytes = response["Body"].read()
         return data
 
 
-def open_store(uri: str, endpoint_url: str = "", multipart_threshold: int = 64 * 1024 * 1024) -> Store:
+def open_store(uri: str, endpoint_url: str = "", multipart_threshold: int = 64 * 1024 * 1024,
+               timeout_s: float = 30.0) -> Store:
     """``s3://bucket/prefix``, ``file:///path`` or a plain path."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ValueError(f"ARCHIVE_URI {uri!r} has no bucket: use s3://bucket/prefix")
-        return S3Store(parsed.netloc, parsed.path, endpoint_url, multipart_threshold)
+        return S3Store(parsed.netloc, parsed.path, endpoint_url, multipart_threshold, timeout_s)
     if parsed.scheme == "file":
         return LocalStore(Path(parsed.path))
     if parsed.scheme:

@@ -260,6 +260,8 @@ class ConsumerLoop:
             backoff = self._pending_backoff.setdefault(key, _Backoff())
             backoff.attempts += 1
             backoff.until = now + self._delay(backoff.attempts)
+            metrics.WRITE_ERRORS.labels(key[0]).inc()
+            self.stats.write_errors += 1
             log.warning("%s[%d]: cannot read the begun-batch record (retrying): %s", key[0], key[1], exc)
             return False
         self._pending_backoff.pop(key, None)
@@ -384,7 +386,7 @@ class ConsumerLoop:
     def _sync_pauses(self) -> None:
         """Pause partitions whose batch is failing, or all (but those awaiting a begun batch's end) over the cap."""
         assert self._consumer is not None
-        wanted = {key for key, job in self._jobs.items() if job.attempts > 0}
+        wanted = {key for key, job in self._jobs.items() if job.attempts > 0} | set(self._pending_backoff)
         if self._over_cap:
             wanted |= {key for key, buf in self._buffers.items() if buf.pending_end is None}
         wanted &= set(self._buffers)
