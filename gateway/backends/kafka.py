@@ -125,13 +125,13 @@ class KafkaBackend:
         ack = _Ack(asyncio.get_running_loop(), count, self._done)
         produced = 0
         try:
-            produce = self.producer.produce
+            produce, topic, delivered = self.producer.produce, self.topic, ack.delivered  # hoisted: hot loop
             for record in records:
-                produce(self.topic, record.value, record.key, on_delivery=ack.delivered)
+                produce(topic, record.value, record.key, on_delivery=delivered)
                 produced += 1
             for item in rejected:
                 produce(self.invalid_topic, orjson.dumps(invalid_document(item), default=str),
-                        item.source_id.encode(), on_delivery=ack.delivered,
+                        item.source_id.encode(), on_delivery=delivered,
                         headers=[("error", item.reason.encode())])
                 produced += 1
         except (BufferError, KafkaException) as exc:
