@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway import ingest
-from gateway.auth import KeyStore, key_from_headers, load_keys
+from gateway.auth import Identity, KeyStore, key_from_headers, load_keys
 from gateway.backends import create_backend
 from gateway.backends.base import Backend, Unavailable
 from gateway.body import BodyError, Limits, MemoryBudget, ParsedBody, parse_events, read_body
@@ -158,34 +158,34 @@ class Gateway:
             return _error(503, "gateway is shutting down: resend to another instance", retry_after=1)
         headers = incoming.headers
         header_key = key_from_headers(headers)
-        source = self.keys.source_for(header_key)
-        if header_key and source is None:
+        identity = self.keys.lookup(header_key)
+        if header_key and identity is None:
             return _error(401, "unknown API key")
         held = [0]
         try:
-            return await self._read_and_send(incoming, source, segment_call, held)
+            return await self._read_and_send(incoming, identity, segment_call, held)
         finally:
             self.budget.release(held[0])
 
-    async def _read_and_send(self, incoming: Incoming, source: str | None, segment_call: str | None,
+    async def _read_and_send(self, incoming: Incoming, identity: Identity | None, segment_call: str | None,
                              held: list[int]) -> Response:
         headers = incoming.headers
         body = await read_body(incoming.stream, headers.get("content-length"),
                                headers.get("content-encoding"), self.limits, held, self.budget)
         parsed = self._parse(body, headers.get("content-type"), segment_call)
-        if source is None:
-            source = self.keys.source_for(ingest.body_write_key(parsed, segment_call is not None))
-            if source is None:
+        if identity is None:
+            identity = self.keys.lookup(ingest.body_write_key(parsed, segment_call is not None))
+            if identity is None:
                 return _error(401, "missing or unknown API key: send Authorization: Bearer <key>, X-Api-Key, "
                                    "HTTP Basic with the write key as user name, or write_key in the body")
         if segment_call is None and (problem := ingest.check_native_envelope(parsed)):
             return _error(400, problem)
-        wait = self.limiter.take(source, len(parsed.events))
+        wait = self.limiter.take(identity.key_id, len(parsed.events))
         if wait:
             self.metrics.rejected.labels("rate limited").inc(len(parsed.events))
             return _error(429, f"rate limit of {self.limiter.rate:g} events/s for this key exceeded",
                           retry_after=int(wait))
-        return await self._validate_and_send(incoming, parsed, source, segment_call)
+        return await self._validate_and_send(incoming, parsed, identity.source_id, segment_call)
 
     def _parse(self, body: bytes, content_type: str | None, segment_call: str | None) -> ParsedBody:
         batch_key = "batch" if segment_call in (None, "batch") else "\x00no-batch"

@@ -12,7 +12,14 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Identity:
+    source_id: str
+    key_id: str  # a digest prefix: names the key (rate limiting) without holding it
 
 
 class KeyConfigError(ValueError):
@@ -54,14 +61,19 @@ class KeyStore:
     def __init__(self, pairs: Mapping[str, str]) -> None:
         self._by_digest = {_digest(key): (_digest(key), source) for key, source in pairs.items()}
 
-    def source_for(self, key: str | None) -> str | None:
+    def lookup(self, key: str | None) -> Identity | None:
+        """The key's identity, or None when it is missing or unknown."""
         if not key:
             return None
         digest = _digest(key)
         found = self._by_digest.get(digest)
         if found is None or not hmac.compare_digest(found[0], digest):
             return None
-        return found[1]
+        return Identity(source_id=found[1], key_id=digest.hex()[:16])
+
+    def source_for(self, key: str | None) -> str | None:
+        identity = self.lookup(key)
+        return identity.source_id if identity else None
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:

@@ -105,6 +105,8 @@ class Load:
     statuses: dict[int, int] = field(default_factory=dict)
     slowest_503_s: float = 0.0
     fast_503s: int = 0  # answered at once: the bounded producer queue was full
+    deadline_503s_with_ids: int = 0  # answered at the deadline, listing the ids to resend with
+    deadline_503s_without_ids: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -126,8 +128,11 @@ class Load:
                 body = orjson.dumps([{"type": "load", "anonymous_id": f"a{n}", "event_id": i}
                                      for n, i in enumerate(ids)])
                 started = time.monotonic()
+                answer: dict[str, object] = {}
                 try:
-                    status = client.post("/v1/events", content=body).status_code
+                    response = client.post("/v1/events", content=body)
+                    status = response.status_code
+                    answer = response.json()
                 except httpx.HTTPError:
                     status = 0  # connection refused once the server closed: not acknowledged
                     time.sleep(0.05)
@@ -139,6 +144,11 @@ class Load:
                     elif status == 503:
                         self.slowest_503_s = max(self.slowest_503_s, took)
                         self.fast_503s += took < 0.5
+                        if took >= DEADLINE_S:
+                            if answer.get("event_ids") == ids:
+                                self.deadline_503s_with_ids += 1
+                            else:
+                                self.deadline_503s_without_ids += 1
 
 
 def topic_event_ids(bootstrap: str, topic: str, wanted: set[str], timeout: float = 60.0) -> set[str]:
@@ -184,6 +194,8 @@ def test_paused_broker_gives_bounded_503s_and_loses_no_acked_event(private_broke
     # Bounded waiting: a 503 comes at the deadline (plus scheduling slack on a busy machine), never later.
     assert load.slowest_503_s < DEADLINE_S + 3, load.slowest_503_s
     assert load.fast_503s > 0  # once 200 events wait for the paused broker, new requests are refused at once
+    # A 503 for events that may still arrive lists their ids, so the client resends with the same ids.
+    assert load.deadline_503s_with_ids > 0 and load.deadline_503s_without_ids == 0
     assert max(rss_samples) < 300, rss_samples
     found = topic_event_ids(private_broker.bootstrap, private_broker.topic, load.acked)
     missing = load.acked - found
