@@ -77,6 +77,7 @@ class Gateway:
         self.metrics = GatewayMetrics(lambda: float(self.backend.queued()))
         self.draining = False
         self.started = False
+        self._unavailable_logged, self._unavailable_count = 0.0, 0
         self.openapi = orjson.dumps(openapi_document(settings))
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -234,8 +235,18 @@ class Gateway:
             # The backend may still store these: a resend must carry the same ids so sinks deduplicate.
             extra["event_ids"] = [r.event["event_id"] for r in outcome.records]
             extra["resend"] = "resend the same events with these event_id values"
-        log.warning("backend unavailable: %s", exc.reason)
+        self._log_unavailable(exc.reason)
         return _error(503, f"backend unavailable: {exc.reason}", **extra)
+
+
+    def _log_unavailable(self, reason: str) -> None:
+        # An outage answers thousands of 503s a second: log once a second with a count, not each one.
+        self._unavailable_count += 1
+        now = time.monotonic()
+        if now - self._unavailable_logged >= 1.0:
+            log.warning("backend unavailable (%d requests answered 503 since the last report): %s",
+                        self._unavailable_count, reason)
+            self._unavailable_logged, self._unavailable_count = now, 0
 
 
 INGEST_ROUTES: dict[str, str | None] = {
