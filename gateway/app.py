@@ -66,10 +66,11 @@ def _header_dict(scope: Scope) -> dict[str, str]:
 class Gateway:
     def __init__(self, settings: GatewaySettings, backend: Backend | None = None) -> None:
         self.settings = settings
-        self.backend = backend or create_backend(settings)
+        # Configuration first: a bad key list or proxy fails before any backend connection is opened.
         self.keys = KeyStore(load_keys(settings.gateway_api_keys, settings.gateway_api_keys_file))
-        self.limiter = RateLimiter(settings.gateway_rate_limit_events_per_s, settings.gateway_rate_limit_burst)
         self.client_ip = ClientIp(parse_networks(settings.gateway_trusted_proxies))
+        self.limiter = RateLimiter(settings.gateway_rate_limit_events_per_s, settings.gateway_rate_limit_burst)
+        self.backend = backend or create_backend(settings)
         self.validator = EventValidator(max_event_bytes=settings.gateway_max_event_bytes)
         self.limits = Limits(settings.gateway_max_body_bytes, settings.gateway_max_decompressed_bytes,
                              settings.gateway_max_event_bytes, settings.gateway_max_batch_events)
