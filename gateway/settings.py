@@ -31,7 +31,8 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings):
         20 * 1024 * 1024, ge=1, description="Largest body after gzip decompression (a larger one is cut off: 413)."
     )
     gateway_max_inflight_bytes: int = Field(
-        256 * 1024 * 1024, ge=1, description="Request-body bytes all requests may hold at once; beyond it: 503."
+        64 * 1024 * 1024, ge=1, description="Request-body bytes all requests may hold at once; beyond it: 503 "
+        "(parsed events take a few times their bytes in memory)."
     )
     gateway_max_event_bytes: int = Field(64 * 1024, ge=256, description="Largest single event (encoded envelope).")
     gateway_max_batch_events: int = Field(10_000, ge=1, description="Most events in one request.")

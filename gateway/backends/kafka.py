@@ -88,6 +88,7 @@ class KafkaBackend:
         self._waiting = 0  # requests awaiting delivery reports
         self._pump_task: asyncio.Task[None] | None = None
         self._ready_cache: tuple[float, str | None] = (0.0, "not checked yet")
+        self._fatal: KafkaError | None = None
 
     async def start(self) -> None:
         self._pump_task = asyncio.create_task(self._pump(), name="kafka-delivery-reports")
@@ -111,7 +112,13 @@ class KafkaBackend:
             done.popleft().resolve()
 
     def _on_error(self, err: KafkaError) -> None:
-        log.warning("kafka: %s", err)
+        if err.fatal():
+            # e.g. the idempotent producer lost its sequence state: it accepts nothing any more.
+            # Readiness fails so the orchestrator replaces this process; requests get 503 meanwhile.
+            self._fatal = err
+            log.critical("kafka producer failed fatally, restart the gateway: %s", err)
+        else:
+            log.warning("kafka: %s", err)
 
     def queued(self) -> int:
         return len(self.producer)
@@ -120,6 +127,8 @@ class KafkaBackend:
         count = len(records) + len(rejected)
         if count == 0:
             return
+        if self._fatal is not None:
+            raise Unavailable(f"kafka producer failed fatally: {self._fatal.str()}", 5)
         if self.queued() + count > self.max_queued:
             raise Unavailable(f"producer queue full ({self.max_queued} events waiting for the broker)", 2)
         ack = _Ack(asyncio.get_running_loop(), count, self._done)
@@ -157,6 +166,8 @@ class KafkaBackend:
             raise Unavailable(f"broker refused the events: {error.str()}", 2, enqueued=True)
 
     async def ready(self) -> str | None:
+        if self._fatal is not None:
+            return f"kafka producer failed fatally: {self._fatal.str()}"
         if self.queued() > 0.9 * self.max_queued:
             return f"producer queue nearly full ({self.queued()} of {self.max_queued})"
         checked, reason = self._ready_cache

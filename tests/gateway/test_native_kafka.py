@@ -159,3 +159,15 @@ def test_readyz_fails_when_topic_missing(kafka: Service) -> None:
         response = client.get("/readyz")
     assert response.status_code == 503
     assert "missing" in response.json()["reason"]
+
+
+def test_fatal_producer_error_fails_readiness_and_refuses(kafka_client: TestClient) -> None:
+    from confluent_kafka import KafkaError
+
+    backend = kafka_client.app.state.gateway.backend  # type: ignore[attr-defined]
+    # What librdkafka's error callback reports when the idempotent producer cannot continue.
+    backend._on_error(KafkaError(KafkaError._FATAL, "simulated fatal idempotence error", fatal=True))
+    ready = kafka_client.get("/readyz")
+    assert ready.status_code == 503 and "fatally" in ready.json()["reason"]
+    refused = kafka_client.post("/v1/events", headers=AUTH_A, json=event())
+    assert refused.status_code == 503 and "event_ids" not in refused.json()  # nothing produced
