@@ -81,11 +81,12 @@ def split_by_hour(table: pa.Table) -> list[tuple[dt.datetime, pa.Table]]:
     if table.num_rows == 0:
         return []
     millis = table.column("received_at").cast(pa.int64())
+    bounds = pc.min_max(millis)
+    first, last = bounds["min"].as_py() // _MS_PER_HOUR, bounds["max"].as_py() // _MS_PER_HOUR
+    if first == last:  # the common case: a batch within one hour
+        return [(_hour(first), table)]
     hours = pc.divide(millis, _MS_PER_HOUR)  # integer division: received_at is after 1970
-    distinct = pc.unique(hours).to_pylist()
-    if len(distinct) == 1:
-        return [(_hour(distinct[0]), table)]
-    return [(_hour(h), table.filter(pc.equal(hours, h))) for h in sorted(distinct)]
+    return [(_hour(h), table.filter(pc.equal(hours, h))) for h in sorted(pc.unique(hours).to_pylist())]
 
 
 def _hour(index: int) -> dt.datetime:

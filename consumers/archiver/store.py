@@ -77,7 +77,10 @@ class S3Store:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put(self, key: str, data: pa.Buffer | bytes) -> None:
-        self.client.upload_fileobj(pa.BufferReader(data), self.bucket, self._key(key), Config=self.transfer)
+        if len(data) < self.transfer.multipart_threshold:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=pa.BufferReader(data))
+        else:  # large files go up in parts (and a failed part is retried alone)
+            self.client.upload_fileobj(pa.BufferReader(data), self.bucket, self._key(key), Config=self.transfer)
 
     def get(self, key: str) -> bytes | None:
         try:

@@ -1,9 +1,10 @@
 """The consumer loop: consume, buffer per partition, cut batches, write them to a sink, commit.
 
 The main thread owns all state (rebalance callbacks run inside ``consume``)
-and does the consuming, cutting and committing; parsing, dead-lettering and
-the sink calls of a batch run on a writer thread (pyarrow and I/O release the
-GIL), so fetching overlaps writing. The order for one partition is strictly
+and does the consuming, cutting and committing; a batch is parsed on a small
+parser pool, then dead-lettered and written on the one writer thread that
+makes every sink call (pyarrow and I/O release the GIL), so fetching,
+parsing and writing overlap. The order for one partition is strictly
 sequential: a batch is cut only after the previous one of that partition was
 written *and* committed, which is what lets ``Sink.pending_end`` re-form a
 begun batch exactly after a crash (see ``consumers/runtime/sink.py``). A
@@ -106,6 +107,8 @@ class ConsumerLoop:
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evpipe-writer")
+        self._parsers = ThreadPoolExecutor(max_workers=settings.consumer_parse_threads,
+                                           thread_name_prefix="evpipe-parser")
         self._dead = DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
         self._buffers: dict[Key, PartitionBuffer] = {}
         self._jobs: dict[Key, Job] = {}
@@ -139,6 +142,7 @@ class ConsumerLoop:
             self._shutdown()
         finally:
             self._consumer.close()  # leaves the group: revokes (and drops) whatever is left
+            self._parsers.shutdown(wait=True)
             self._writer.shutdown(wait=True)
             self._dead.close()
             restore()
@@ -194,24 +198,23 @@ class ConsumerLoop:
             self._refresh_lag()
 
     def _route(self, messages: list[Message]) -> None:
-        # Group by partition first: one buffer extend per partition, not a call per message.
-        groups: dict[Key, tuple[list[int], list[bytes]]] = {}
+        # Group by partition: one buffer extend per partition, and only two C calls per message here.
+        groups: dict[Key, list[Message]] = {}
         for msg in messages:
-            err = msg.error()
-            if err is not None:
-                self._consume_error(err)
+            if msg.error() is not None:
+                self._consume_error(msg.error())
                 continue
             key = (msg.topic(), msg.partition())
             group = groups.get(key)
             if group is None:
-                group = groups[key] = ([], [])
-            group[0].append(msg.offset())
-            group[1].append(msg.value())
-        for key, (offsets, values) in groups.items():
+                groups[key] = [msg]
+            else:
+                group.append(msg)
+        for key, group in groups.items():
             buf = self._buffers.get(key)
             if buf is None:
                 continue  # revoked while the message was queued: its new owner reads it
-            added = buf.extend(offsets, values)
+            added = buf.extend(group)
             if added:
                 metrics.MESSAGES.labels(key[0]).inc(added)
                 self.stats.consumed += added
@@ -249,7 +252,7 @@ class ConsumerLoop:
         if future is None:
             backoff = self._pending_backoff.get(key)
             if backoff is None or now >= backoff.until:
-                buf.pending_future = self._writer.submit(self.sink.pending_end, key[0], key[1], buf.offsets[0])
+                buf.pending_future = self._writer.submit(self.sink.pending_end, key[0], key[1], buf.first_offset)
             return False
         if not future.done():
             return False
@@ -267,12 +270,12 @@ class ConsumerLoop:
         self._pending_backoff.pop(key, None)
         buf.pending_checked = True
         if buf.pending_end is not None:
-            log.info("%s[%d]: re-forming begun batch %d-%d", key[0], key[1], buf.offsets[0], buf.pending_end)
+            log.info("%s[%d]: re-forming begun batch %d-%d", key[0], key[1], buf.first_offset, buf.pending_end)
         return True
 
     def _new_job(self, buf: PartitionBuffer) -> Job:
         job = Job(buf.cut(self.policy))
-        job.future = self._writer.submit(self._write, job)
+        self._submit(job)
         buf.pending_checked = False  # the next batch starts elsewhere: ask the sink again
         self._check_pending((buf.topic, buf.partition), buf, time.monotonic())  # asked while this one is written
         return job
@@ -288,26 +291,38 @@ class ConsumerLoop:
                     job.future = None
                     if error is not None:
                         self._failed(key, job, error)
-                    else:
+                    elif job.written:
                         done.append((key, job))
+                    else:
+                        self._submit(job)  # parsed: on to the writer
             elif job.next_try <= now:
                 if job.written:
                     done.append((key, job))  # only the commit failed: do not write again
                 else:
-                    job.future = self._writer.submit(self._write, job)
+                    self._submit(job)
         if done:
             self._commit(done)
 
-    def _write(self, job: Job) -> None:
-        """Writer thread: parse, dead-letter, begin, write. Touches only the job and the sink."""
+    def _submit(self, job: Job) -> None:
+        """Next stage of a job: parse on the parser pool, then dead letters and the sink on the writer thread."""
         if job.batch is None:
-            cut = job.cut
-            parsed = parse_values(cut.offsets, cut.values)
-            job.batch = Batch(cut.topic, cut.partition, cut.first_offset, cut.last_offset, parsed.table, cut.nbytes)
-            job.poison = parsed.poison
-            job.dead_lettered = not parsed.poison
-            cut.values = []  # the table holds the data now
+            job.future = self._parsers.submit(self._parse, job)
+        else:
+            job.future = self._writer.submit(self._write, job)
+
+    def _parse(self, job: Job) -> None:
+        """Parser pool: vectorised parse of the batch's values (pyarrow releases the GIL)."""
+        cut = job.cut
+        parsed = parse_values(cut.offsets, cut.values)
+        job.poison = parsed.poison
+        job.dead_lettered = not parsed.poison
+        job.batch = Batch(cut.topic, cut.partition, cut.first_offset, cut.last_offset, parsed.table, cut.nbytes)
+        cut.messages = []  # the table holds the data now
+
+    def _write(self, job: Job) -> None:
+        """Writer thread: dead-letter, begin, write. The only thread that calls the sink."""
         batch = job.batch
+        assert batch is not None
         if not job.dead_lettered:
             self._dead.send(batch.topic, batch.partition, job.poison)
             job.dead_lettered = True

@@ -30,6 +30,10 @@ class ConsumerSettings(KafkaSettings):
         description="Global cap on buffered message bytes: over it, partitions pause and the largest buffers flush.",
     )
     consumer_poll_messages: int = Field(10_000, ge=1, description="Messages fetched per consume() call.")
+    consumer_parse_threads: int = Field(
+        1, ge=1, le=32,
+        description="Threads parsing batches (JSON -> Arrow) in parallel; raise it on hosts with spare cores.",
+    )
     consumer_retry_initial_s: float = Field(0.5, gt=0, description="First retry delay after a failed batch write.")
     consumer_retry_max_s: float = Field(30.0, gt=0, description="Cap on the exponential retry delay.")
     consumer_lag_interval_s: float = Field(15.0, gt=0, description="How often per-partition lag is refreshed.")
