@@ -170,7 +170,7 @@ def _parse_ndjson(body: bytes, limits: Limits) -> ParsedBody:
             continue
         index = len(events)
         if len(line) > limits.max_event_bytes:
-            broken[index] = (f"event is over the {limits.max_event_bytes}-byte limit", line[:1024].decode(errors="replace"))
+            broken[index] = (f"event is over the {limits.max_event_bytes}-byte limit", line.decode(errors="replace"))
             events.append(None)
             continue
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 
 class Unavailable(Exception):
     """The backend cannot take events now: answered 503 with Retry-After.
@@ -55,7 +57,18 @@ class Backend(Protocol):
         """Flush whatever was accepted, then release connections."""
 
 
+# Kept payloads are capped: a rejected 2 MiB event must not make the invalid store (a Kafka message is
+# at most 1 MB by default) refuse the whole request. The kept prefix still shows what was sent.
+MAX_KEPT_PAYLOAD_BYTES = 256 * 1024
+
+
 def invalid_document(rejected: Rejected) -> dict[str, Any]:
-    """How a rejected event is kept: the reason next to the original payload."""
-    return {"error": rejected.reason, "payload": rejected.payload, "source_id": rejected.source_id,
-            "received_at": rejected.received_at}
+    """How a rejected event is kept: the reason next to the original payload (its JSON text if over the cap)."""
+    document: dict[str, Any] = {"error": rejected.reason, "payload": rejected.payload,
+                                "source_id": rejected.source_id, "received_at": rejected.received_at}
+    payload = rejected.payload
+    text = payload if isinstance(payload, str) else orjson.dumps(payload, default=str).decode()
+    if len(text) > MAX_KEPT_PAYLOAD_BYTES:
+        document["payload"] = text[:MAX_KEPT_PAYLOAD_BYTES]
+        document["payload_truncated_from"] = len(text)
+    return document

@@ -171,3 +171,15 @@ def test_fatal_producer_error_fails_readiness_and_refuses(kafka_client: TestClie
     assert ready.status_code == 503 and "fatally" in ready.json()["reason"]
     refused = kafka_client.post("/v1/events", headers=AUTH_A, json=event())
     assert refused.status_code == 503 and "event_ids" not in refused.json()  # nothing produced
+
+
+def test_huge_rejected_event_is_kept_truncated_and_does_not_fail_the_request(
+        kafka: Service, kafka_client: TestClient, kafka_gateway_settings: GatewaySettings) -> None:
+    huge = event(properties={"blob": "x" * (2 * 1024 * 1024)})  # over Kafka's 1 MB message default
+    response = kafka_client.post("/v1/events", headers=AUTH_A, json=[event(type="small"), huge])
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+    assert response.json()["rejected"][0]["index"] == 1
+    [kept] = values(read_topic(kafka.url, kafka_gateway_settings.kafka_invalid_topic, 1))
+    assert kept["payload_truncated_from"] > 2 * 1024 * 1024
+    assert kept["payload"].startswith('{"type":"page_view"') and len(kept["payload"]) == 256 * 1024
