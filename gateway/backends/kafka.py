@@ -182,9 +182,10 @@ class KafkaBackend:
             metadata = self.producer.list_topics(timeout=2.0)  # all topics: naming one may auto-create it
         except KafkaException as exc:  # broker unreachable within the timeout
             return f"broker unreachable: {exc}"
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            return f"topic {self.topic!r} missing: run `evpipe topics create`"
+        for name in (self.topic, self.invalid_topic):
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None:
+                return f"topic {name!r} missing: run `evpipe topics create`"
         return None
 
     async def close(self) -> None:
