@@ -26,7 +26,10 @@ class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings):
     )
     # Runtime defaults re-tuned for ClickHouse: inserts of tens of thousands of rows about once a
     # second per partition keep parts few, and rows visible to analysts within seconds.
-    consumer_batch_max_messages: int = Field(50_000, ge=1, description="Rows per ClickHouse insert (per partition).")
+    # At most one ClickHouse block (max_insert_block_size): an insert then stores all of a batch or none.
+    consumer_batch_max_messages: int = Field(
+        50_000, ge=1, le=1_000_000, description="Rows per ClickHouse insert (per partition)."
+    )
     consumer_batch_max_age_s: float = Field(
         1.0, gt=0, description="Insert a partition's batch when its oldest message waited this long."
     )

@@ -8,20 +8,27 @@ Exactly-once, in two layers:
    ``insert_deduplication_token = batch.identity``, so ClickHouse drops the
    repeated block (and does not push it to the rollup view again).
 2. **Client retries** (same event_id at a new offset, the gateway's 5xx/timeout
-   retry case): each batch is staged in a per-process Memory table and inserted
-   with an anti-join against ``event_ids`` (ordered by event_id, so an index
-   lookup) plus ``LIMIT 1 BY event_id`` within the batch. ``count()`` is then
-   right without FINAL; the price is one extra in-server copy of the batch and
-   an ``event_ids`` table (about 24 bytes per event before compression), and
-   the window is ``LOADER_DEDUP_DAYS``: a retry after that counts twice.
+   retry case) are removed on insert, against ``event_ids`` (every loaded id,
+   ordered by event_id, so lookups use the index). Fast path, the common case:
+   the batch's ids (one column) go into a per-process Memory table; if none
+   repeats within the batch and none is in ``event_ids``, the batch is
+   inserted as it is with ``insert_arrow``. Otherwise (slow path) the whole
+   batch is staged in a Memory table and ``INSERT ... SELECT`` keeps the rows
+   whose id is not in ``event_ids``, once each (``LIMIT 1 BY event_id``).
+   ``count()`` is then right without FINAL; the price is the id probe per
+   batch, an ``event_ids`` table (about 24 bytes per event before
+   compression), and a window, ``LOADER_DEDUP_DAYS``: a retry after that
+   counts twice.
 
 ``events`` is inserted before ``event_ids``: a crash between the two leaves the
 ids absent, so the replay re-forms the same rows and the token drops them. The
 other order could lose events.
 
 Rows ClickHouse rejects (e.g. an event_id that is not a UUID) are isolated by
-bisection on the stage insert, handed to ``dead_letter`` with the error, and
-the batch goes on without them.
+bisection on the slow path's stage insert, handed to ``dead_letter`` with the
+error, and the batch goes on without them. A fast-path insert is one Arrow
+record batch, so one block: it stores all rows or none, and a rejected one
+sends the batch down the slow path with nothing half-written.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
@@ -84,10 +92,16 @@ class ClickHouseSink:
         # One ClickHouse client is not safe for concurrent use; the admin
         # server's /query shares it (and this lock) in embedded mode.
         self.lock = lock or threading.Lock()
-        self.stage = self.tables.name(f"_loader_stage_{uuid.uuid4().hex[:12]}")
+        nonce = uuid.uuid4().hex[:12]
+        self.stage = self.tables.name(f"_loader_stage_{nonce}")  # whole rows (slow path)
+        self.ids = self.tables.name(f"_loader_stage_{nonce}_ids")  # event_ids of the batch (fast path)
         columns = ", ".join(f"`{name}` {ctype}" for name, ctype in clickhouse_columns(fields))
         with self.lock:
             self.client.command(f"CREATE TABLE IF NOT EXISTS {self.stage} ({columns}) ENGINE = Memory")
+            self.client.command(
+                f"CREATE TABLE IF NOT EXISTS {self.ids} (event_id UUID, received_at DateTime64(3, 'UTC')) "
+                "ENGINE = Memory"
+            )
 
     # -- Sink protocol -----------------------------------------------------
 
@@ -140,16 +154,53 @@ class ClickHouseSink:
 
     def close(self) -> None:
         with self.lock:
-            self.client.command(f"DROP TABLE IF EXISTS {self.stage}")
+            for table in (self.stage, self.ids):
+                self.client.command(f"DROP TABLE IF EXISTS {table}")
 
     def _check_available(self) -> None:
         if self.fail_file is not None and self.fail_file.exists():
             raise ClickHouseUnavailable(f"injected outage: {self.fail_file} exists")
 
     def _write(self, batch: Batch) -> tuple[int, int, int]:
+        """Returns (inserted, duplicate, rejected) row counts."""
         rows = self._columns(batch.table)
         if rows.num_rows == 0:
             return 0, 0, 0
+        if self._only_new_ids(rows):
+            try:
+                return self._write_direct(batch, rows), 0, 0
+            except DatabaseError as exc:
+                if not is_data_error(exc):
+                    raise
+                # A row ClickHouse rejects: the one-block insert stored nothing; isolate it below.
+        return self._write_staged(batch, rows)
+
+    def _only_new_ids(self, rows: pa.Table) -> bool:
+        """The common case, checked cheaply: no id repeats in the batch, and none was loaded before."""
+        if pc.count_distinct(rows.column("event_id")).as_py() != rows.num_rows:
+            return False
+        self.client.command(f"TRUNCATE TABLE {self.ids}")
+        try:
+            self.client.insert_arrow(self.ids, rows.select(["event_id", "received_at"]))
+        except DatabaseError as exc:
+            if is_data_error(exc):
+                return False  # an event_id that is not a UUID: the staged path isolates it
+            raise
+        known = self.client.query(
+            f"SELECT count() FROM {self.tables.event_ids} WHERE event_id IN (SELECT event_id FROM {self.ids})"
+        ).result_rows[0][0]
+        return int(known) == 0
+
+    def _write_direct(self, batch: Batch, rows: pa.Table) -> int:
+        # One record batch is one block: the insert is atomic, and its token covers all of it.
+        self.client.insert_arrow(self.tables.events, rows.combine_chunks(), settings=self._token(batch))
+        # After events, never before: see the module docstring.
+        self.client.command(f"INSERT INTO {self.tables.event_ids} (event_id, received_at) "
+                            f"SELECT event_id, received_at FROM {self.ids}", settings=self._token(batch))
+        return rows.num_rows
+
+    def _write_staged(self, batch: Batch, rows: pa.Table) -> tuple[int, int, int]:
+        """Stage the rows, dead-letter the rejected ones, insert those not loaded before (once each)."""
         self.client.command(f"TRUNCATE TABLE {self.stage}")
         rejected = self._stage_rows(rows)
         for bad_rows, error in rejected:
@@ -159,20 +210,22 @@ class ClickHouseSink:
         fresh = f"{self.stage} WHERE event_id NOT IN " \
                 f"(SELECT event_id FROM {self.tables.event_ids} WHERE event_id IN (SELECT event_id FROM {self.stage}))"
         new = int(self.client.query(f"SELECT uniqExact(event_id) FROM {fresh}").result_rows[0][0])
-        token = {"insert_deduplication_token": batch.identity, "insert_deduplicate": 1,
-                 "deduplicate_blocks_in_dependent_materialized_views": 1}
         if new:
             self.client.command(
                 f"INSERT INTO {self.tables.events} ({names}) SELECT {names} FROM {fresh} LIMIT 1 BY event_id",
-                settings=token,
+                settings=self._token(batch),
             )
-            # After events, never before: see the module docstring.
             self.client.command(
                 f"INSERT INTO {self.tables.event_ids} (event_id, received_at) "
                 f"SELECT event_id, received_at FROM {self.stage} LIMIT 1 BY event_id",
-                settings=token,
+                settings=self._token(batch),
             )
         return new, rows.num_rows - n_rejected - new, n_rejected
+
+    @staticmethod
+    def _token(batch: Batch) -> dict[str, object]:
+        return {"insert_deduplication_token": batch.identity, "insert_deduplicate": 1,
+                "deduplicate_blocks_in_dependent_materialized_views": 1}
 
     def _columns(self, table: pa.Table) -> pa.Table:
         """The batch's columns this sink's schema knows, in schema order."""
