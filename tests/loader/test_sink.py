@@ -199,3 +199,20 @@ def test_ids_are_uuid_typed(sink: ClickHouseSink, client) -> None:  # type: igno
     sink.write(batch([event(1, event_id=wanted)]))
     got = client.query(f"SELECT event_id FROM {sink.tables.events}").result_rows[0][0]
     assert got == uuid.UUID(wanted)
+
+
+def test_fresh_batches_take_the_direct_path_and_repeats_the_staged_one(
+    sink: ClickHouseSink, client, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    taken: list[str] = []
+    direct, staged = sink._write_direct, sink._write_staged
+    monkeypatch.setattr(sink, "_write_direct", lambda b, rows: taken.append("direct") or direct(b, rows))
+    monkeypatch.setattr(sink, "_write_staged", lambda b, rows: taken.append("staged") or staged(b, rows))
+    first = [event(i) for i in range(100)]
+    sink.write(batch(first, first=0))
+    sink.write(batch([event(i) for i in range(100, 200)], first=100))
+    sink.write(batch(first[:5] + [event(300)], first=200))  # a client retry of five known ids
+    repeated = [event(400), event(401)]
+    sink.write(batch(repeated + [dict(repeated[0])], first=300))  # an id twice in one batch
+    assert taken == ["direct", "direct", "staged", "staged"]
+    assert counts(client, sink.tables.database) == (203, 203)
