@@ -19,7 +19,6 @@ from evpipe.kafka import producer_config
 from schemas.fields import FIELDS, Field
 
 log = logging.getLogger("evpipe.loader")
-ENGINE_WAIT_S = 60.0
 
 
 class Loader:
@@ -34,7 +33,8 @@ class Loader:
         self.settings = settings
         self.data_path = embedded_path(settings.clickhouse_url, settings.evpipe_state_dir)
         # An `evpipe query` may hold the embedded engine for a moment: wait for it rather than fail.
-        self.client = open_client(settings.clickhouse_url, settings.evpipe_state_dir, wait_s=ENGINE_WAIT_S)
+        self.client = open_client(settings.clickhouse_url, settings.evpipe_state_dir,
+                                  wait_s=settings.loader_engine_wait_s)
         applied = migrate(self.client, settings.clickhouse_database, fields, settings.loader_dedup_days)
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))

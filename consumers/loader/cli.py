@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from consumers.loader.settings import LoaderSettings
 from evpipe.settings import describe, load
@@ -36,9 +37,16 @@ def run(args: argparse.Namespace) -> int:
     if args.migrate_only:
         return migrate_only(settings)
     from consumers.loader.app import Loader
+    from consumers.loader.engine import EngineLocked
 
-    # This process holds the embedded engine's lock: stage tables there are leftovers of killed loaders.
-    Loader(settings, sole_process=True).run()
+    try:
+        # This process holds the embedded engine's lock: stage tables there are leftovers of killed loaders.
+        loader = Loader(settings, sole_process=True)
+    except EngineLocked as exc:
+        print(f"error: {exc}. Is another loader running on it? Run one loader per embedded engine, "
+              "or set CLICKHOUSE_URL to a ClickHouse server to run several.", file=sys.stderr)
+        return 1
+    loader.run()
     return 0
 
 

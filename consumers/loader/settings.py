@@ -21,6 +21,9 @@ class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings):
     loader_admin_host: str = Field(
         "0.0.0.0", description="Address of the /metrics (and, embedded engine only, read-only /query) server."
     )
+    loader_engine_wait_s: float = Field(
+        60.0, ge=0, description="At start, how long to wait for another process to release the embedded engine."
+    )
     loader_fail_file: Path | None = Field(
         None, description="Fault injection: while this file exists every ClickHouse write fails (tests, drills)."
     )

@@ -124,6 +124,11 @@ def test_cli_goes_through_the_holder_when_the_engine_is_locked(tmp_path: Path) -
         probe = subprocess.run([sys.executable, "-c", script],
                                cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
         assert probe.returncode != 0 and "EngineLocked" in probe.stderr and "one" in probe.stderr
+        # A loader on the same engine waits, then gives up with a clear error.
+        loader = subprocess.run(EVPIPE + ["loader"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                                check=False, env=_env(f"chdb://{path}") | {"LOADER_ENGINE_WAIT_S": "1"})
+        assert loader.returncode == 1 and "Is another loader running on it?" in loader.stderr
+        assert "Traceback" not in loader.stderr
         # ...so `evpipe query` asks the holder.
         out = subprocess.run(EVPIPE + ["query", "--format", "json", "SELECT count() AS n FROM events"], cwd=ROOT,
                              env=_env(f"chdb://{path}", "analytics"), capture_output=True, text=True, timeout=120, check=False)
