@@ -33,6 +33,7 @@ sends the batch down the slow path with nothing half-written.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import time
@@ -118,12 +119,10 @@ class ClickHouseSink:
 
     def begin(self, batch: Batch) -> None:
         self._check_available()
+        row = [batch.topic, batch.partition, batch.first_offset, batch.last_offset, dt.datetime.now(dt.UTC)]
         with self.lock:
-            self.client.command(
-                f"INSERT INTO {self.tables.batches} (topic, partition, first_offset, last_offset, begun_at) "
-                "VALUES ({t:String}, {p:UInt32}, {f:Int64}, {l:Int64}, now64(3))",
-                parameters={"t": batch.topic, "p": batch.partition, "f": batch.first_offset, "l": batch.last_offset},
-            )
+            self.client.insert("loader_batches", [row], database=self.tables.database,
+                               column_names=["topic", "partition", "first_offset", "last_offset", "begun_at"])
 
     def write(self, batch: Batch) -> None:
         self._check_available()
