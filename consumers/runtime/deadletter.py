@@ -42,7 +42,8 @@ class DeadLetters:
         remaining = self._producer.flush(timeout)
         if remaining or errors:
             raise DeadLetterError(
-                f"dead-letter topic {self.topic!r}: {remaining} messages unacknowledged, errors: {errors[:3]}"
+                f"dead-letter topic {self.topic!r}: {remaining} messages unacknowledged, errors: {errors[:3]} "
+                "(does the topic exist? `evpipe topics create` makes it)"
             )
 
     def close(self) -> None:

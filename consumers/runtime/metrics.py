@@ -25,5 +25,9 @@ _started: set[int] = set()
 def serve(port: int) -> None:
     """Start the /metrics HTTP server once per port (0: disabled)."""
     if port and port not in _started:
-        start_http_server(port)
+        try:
+            start_http_server(port)
+        except OSError as exc:
+            raise SystemExit(f"configuration error: METRICS_PORT {port}: cannot serve /metrics ({exc}); "
+                             "pick a free port, or 0 to turn metrics off") from None
         _started.add(port)
