@@ -5,7 +5,34 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from evpipe.settings import KafkaSettings, describe, load
+from pydantic import Field
+
+from evpipe.settings import ArchiveSettings, ClickHouseSettings, KafkaSettings, StateSettings, describe, load
+
+
+class ArchiveReplaySettings(StateSettings, ArchiveSettings, ClickHouseSettings, KafkaSettings):
+    """Environment of `evpipe replay archive`: where the archive is, and both possible targets."""
+
+    loader_dedup_days: int = Field(
+        30, ge=1, description="The loader's event_id window (used when the backfill creates missing tables)."
+    )
+    replay_batch_rows: int = Field(50_000, ge=1, description="Rows read and written per chunk (bounds memory).")
+
+ARCHIVE_DESCRIPTION = """\
+Backfill the window [--from, --to) of received_at from the Parquet archive
+(ARCHIVE_URI: a directory or s3://bucket/prefix). Only the hour directories the
+window overlaps are listed; files are read one by one in chunks of
+REPLAY_BATCH_ROWS rows.
+
+--into clickhouse: insert through the loader's insert path. Events whose
+event_id is already loaded are skipped (counted as duplicates), so running the
+same backfill twice adds nothing. Missing loader tables are created.
+
+--into kafka: re-produce every event as its wire-format message (same key as
+the gateway) to the replay topic, acknowledged by all in-sync replicas. The
+loader consumes it when LOADER_CONSUME_REPLAY=true and deduplicates by event_id.
+
+Exit status 1 if any event failed (the summary says how many and why)."""
 
 
 def _iso(value: str) -> dt.datetime:
@@ -45,6 +72,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     offsets.add_argument("--partitions", type=_partitions, help="comma-separated partitions (default: all)")
     offsets.add_argument("--execute", action="store_true", help="apply the plan (default: dry run)")
     offsets.set_defaults(func=run_offsets)
+    archive = actions.add_parser(
+        "archive", help="backfill a time window from the Parquet archive into ClickHouse or the replay topic",
+        description=ARCHIVE_DESCRIPTION, epilog=describe(ArchiveReplaySettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    archive.add_argument("--from", dest="start", type=_iso, required=True, metavar="ISO",
+                         help="first received_at included, e.g. 2026-11-21T10:00:00Z")
+    archive.add_argument("--to", dest="end", type=_iso, required=True, metavar="ISO",
+                         help="received_at up to (not including) this time")
+    archive.add_argument("--into", choices=("clickhouse", "kafka"), required=True, help="where the events go")
+    archive.add_argument("--topic", help="replay topic for --into kafka (default: KAFKA_REPLAY_TOPIC)")
+    archive.add_argument("--source-topic", help="archived topic to read (default: KAFKA_TOPIC)")
+    archive.add_argument("--dry-run", action="store_true", help="list and count the window's events, write nothing")
+    archive.set_defaults(func=run_archive)
 
 
 def run_offsets(args: argparse.Namespace) -> int:
@@ -68,3 +109,73 @@ def run_offsets(args: argparse.Namespace) -> int:
         return 1
     print(f"\nreset {len(plans)} partition(s) of {args.topic} for group {args.group}")
     return 0
+
+
+def run_archive(args: argparse.Namespace) -> int:
+    from consumers.replay.archive import ReplayError, Window, backfill, list_files
+
+    settings = load(ArchiveReplaySettings)
+    try:
+        window = Window(args.start, args.end)
+        store = _open_store(settings)
+        source = args.source_topic or settings.kafka_topic
+        files = list_files(store, source, window)
+        print(f"{len(files)} archive file(s) of {source} overlap {window.label()} in {store.uri}")
+        writer = None if args.dry_run else _writer(settings, args)
+        summary = _with_progress(lambda progress: backfill(store, source, window, writer, settings.replay_batch_rows,
+                                                           progress, files), sum(f.size for f in files))
+    except ReplayError as exc:
+        print(f"error: {exc}")
+        return 1
+    for error in summary.errors[:20]:
+        print(f"error: {error}")
+    print(summary.line(args.dry_run))
+    return 1 if summary.failed else 0
+
+
+def _open_store(settings: ArchiveReplaySettings):  # type: ignore[no-untyped-def]
+    from consumers.archiver.store import open_store
+    from evpipe.settings import ConfigError
+
+    uri = settings.archive_uri or str(settings.evpipe_state_dir / "archive")
+    try:
+        return open_store(uri, settings.s3_endpoint_url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _writer(settings: ArchiveReplaySettings, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from consumers.replay.archive import ClickHouseWriter, KafkaWriter
+    from evpipe.kafka import producer_config
+
+    if args.into == "kafka":
+        return KafkaWriter(producer_config(settings), args.topic or settings.kafka_replay_topic)
+    from consumers.loader.engine import EngineLocked, open_client
+    from consumers.replay.archive import ReplayError
+
+    try:
+        client = open_client(settings.clickhouse_url, settings.evpipe_state_dir, wait_s=10)
+    except EngineLocked as exc:
+        raise ReplayError(f"{exc}: stop the loader using it (or use --into kafka and let it load the replay "
+                          "topic)") from None
+    return ClickHouseWriter(client, settings.clickhouse_database, settings.loader_dedup_days)
+
+
+def _with_progress(run, total_bytes: int):  # type: ignore[no-untyped-def]
+    """Run with a progress bar over archive bytes: events so far, their rate, and the ETA."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    started = time.monotonic()
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[events]:,} events"),
+               TextColumn("{task.fields[rate]:,.0f} ev/s"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("backfill", total=max(total_bytes, 1), events=0, rate=0.0)
+
+        def progress(done_bytes: int, events: int) -> None:
+            rate = events / max(time.monotonic() - started, 1e-6)
+            bar.update(task, advance=done_bytes, events=events, rate=rate)
+
+        return run(progress)
