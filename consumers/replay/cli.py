@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from evpipe.settings import ArchiveSettings, ClickHouseSettings, KafkaSettings, StateSettings, describe, load
+
+if TYPE_CHECKING:
+    from consumers.archiver.store import Store
+    from consumers.replay.archive import Progress, Summary, Writer
 
 
 class ArchiveReplaySettings(StateSettings, ArchiveSettings, ClickHouseSettings, KafkaSettings):
@@ -17,6 +23,7 @@ class ArchiveReplaySettings(StateSettings, ArchiveSettings, ClickHouseSettings, 
         30, ge=1, description="The loader's event_id window (used when the backfill creates missing tables)."
     )
     replay_batch_rows: int = Field(50_000, ge=1, description="Rows read and written per chunk (bounds memory).")
+
 
 ARCHIVE_DESCRIPTION = """\
 Backfill the window [--from, --to) of received_at from the Parquet archive
@@ -40,7 +47,7 @@ def _iso(value: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r} (e.g. 2026-11-21T10:00:00Z)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _partitions(value: str) -> list[int]:
@@ -133,7 +140,7 @@ def run_archive(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _open_store(settings: ArchiveReplaySettings):  # type: ignore[no-untyped-def]
+def _open_store(settings: ArchiveReplaySettings) -> Store:
     from consumers.archiver.store import open_store
     from evpipe.settings import ConfigError
 
@@ -144,7 +151,7 @@ def _open_store(settings: ArchiveReplaySettings):  # type: ignore[no-untyped-def
         raise ConfigError(str(exc)) from None
 
 
-def _writer(settings: ArchiveReplaySettings, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _writer(settings: ArchiveReplaySettings, args: argparse.Namespace) -> Writer:
     from consumers.replay.archive import ClickHouseWriter, KafkaWriter
     from evpipe.kafka import producer_config
 
@@ -161,7 +168,7 @@ def _writer(settings: ArchiveReplaySettings, args: argparse.Namespace):  # type:
     return ClickHouseWriter(client, settings.clickhouse_database, settings.loader_dedup_days)
 
 
-def _with_progress(run, total_bytes: int):  # type: ignore[no-untyped-def]
+def _with_progress(run: Callable[[Progress], Summary], total_bytes: int) -> Summary:
     """Run with a progress bar over archive bytes: events so far, their rate, and the ETA."""
     import time
 

@@ -14,7 +14,15 @@ import pytest
 
 from consumers.archiver.sink import ParquetSink
 from consumers.archiver.store import LocalStore
-from consumers.replay.archive import ClickHouseWriter, KafkaWriter, ReplayError, Window, backfill, list_files, wire_events
+from consumers.replay.archive import (
+    ClickHouseWriter,
+    KafkaWriter,
+    ReplayError,
+    Window,
+    backfill,
+    list_files,
+    wire_events,
+)
 from consumers.replay.reader import read_topic
 from evpipe.clickhouse import connect
 from evpipe.kafka import create_topics, producer_config
@@ -108,7 +116,7 @@ def test_into_kafka_produces_the_window_keyed_like_the_gateway(tmp_path: Path, k
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "evpipe", "replay", "archive", *args], cwd=ROOT,
-                          env=os.environ | env, capture_output=True, text=True, timeout=120)
+                          env=os.environ | env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_cli_dry_run_counts_and_bad_windows_fail_clearly(tmp_path: Path) -> None:
@@ -121,3 +129,29 @@ def test_cli_dry_run_counts_and_bad_windows_fail_clearly(tmp_path: Path) -> None
     assert f"in window {len(_in(events, Window(BASE, BASE + HOUR)))} (nothing written)" in dry.stdout
     backwards = _cli("--from", end, "--to", start, "--into", "kafka", ARCHIVE_URI=str(tmp_path / "archive"))
     assert backwards.returncode == 1 and "must be after --from" in backwards.stdout
+
+
+@pytest.mark.s3
+def test_cli_backfills_from_s3_into_the_replay_topic(kafka: Service, s3: Service, s3_bucket: str, topic: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from consumers.archiver.store import S3Store
+
+    credentials = {"AWS_ACCESS_KEY_ID": s3.extra["access_key"], "AWS_SECRET_ACCESS_KEY": s3.extra["secret_key"],
+                   "AWS_DEFAULT_REGION": s3.extra["region"]}
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    events = _events(400)
+    sink = ParquetSink(S3Store(s3_bucket, "arch", s3.url, 64 * 1024 * 1024))
+    for first in range(0, len(events), 100):
+        sink.write(batch(events[first:first + 100], topic="ev", first=first))
+    settings = KafkaSettings(kafka_bootstrap_servers=kafka.url)
+    create_topics(settings, [topic], partitions=2)
+    window = Window(BASE + HOUR / 2, BASE + 2 * HOUR)
+    out = _cli("--from", window.start.isoformat(), "--to", window.end.isoformat(), "--into", "kafka",
+               "--topic", topic, "--source-topic", "ev", ARCHIVE_URI=f"s3://{s3_bucket}/arch",
+               S3_ENDPOINT_URL=s3.url, KAFKA_BOOTSTRAP_SERVERS=kafka.url, **credentials)
+    expected = _in(events, window)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"in window {len(expected)}, written {len(expected)}," in out.stdout
+    produced = list(read_topic(settings, topic, idle_timeout=1.0))
+    assert sorted(m.value() for m in produced) == sorted(orjson.dumps(e) for e in expected)

@@ -8,7 +8,6 @@ test never opens that engine itself (one process at a time): it reads through
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 import time
@@ -71,7 +70,7 @@ def _load(kafka: Service, target: Target, env: dict[str, str], log: Path, until:
 
 def _evpipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     out = subprocess.run([sys.executable, "-m", "evpipe", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=180)
+                         timeout=180, check=False)
     return out
 
 
@@ -94,7 +93,7 @@ def test_lost_table_backfill_replay_topic_and_offset_reset(kafka: Service, click
     for name in (topic, replay_topic, f"{topic}.dlq"):
         create_topic(kafka.url, name, PARTITIONS)
     events = _events(1200)
-    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     produce(kafka.url, topic, messages(events))
     archive = tmp_path / "archive"
     _archive(kafka, topic, archive, len(events))
@@ -108,7 +107,7 @@ def test_lost_table_backfill_replay_topic_and_offset_reset(kafka: Service, click
 
     # 1. Lost the events table: its id index goes with it, then the backfill restores the same rows.
     chsql = subprocess.run([sys.executable, "-m", "tests.replay.chsql", "DROP TABLE events", "TRUNCATE TABLE event_ids"],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert chsql.returncode == 0, chsql.stderr
     assert target.counts() == (0, 0)
     replay_env = env | {"ARCHIVE_URI": str(archive)}
