@@ -70,11 +70,11 @@ def _evpipe(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 def test_dev_up_status_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = {"EVPIPE_STATE_DIR": str(tmp_path / "state"), "EVPIPE_BROKER_PORT": str(free_port())}
-    first = _evpipe("dev", "up", env=env)
+    first = _evpipe("dev", "up", "--broker-only", env=env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "started tansu" in first.stdout
     try:
-        assert "reused tansu" in _evpipe("dev", "up", env=env).stdout
+        assert "reused tansu" in _evpipe("dev", "up", "--broker-only", env=env).stdout
         status = _evpipe("dev", "status", env=env)
         assert status.returncode == 0, status.stdout
         assert status.stdout.startswith("ok  broker")
@@ -94,6 +94,6 @@ def test_dev_up_reports_why_the_broker_cannot_start(tmp_path) -> None:  # type: 
         blocker.bind(("127.0.0.1", 0))
         port = blocker.getsockname()[1]
         env = {"EVPIPE_STATE_DIR": str(tmp_path / "state"), "EVPIPE_BROKER_PORT": str(port)}
-        result = _evpipe("dev", "up", env=env)
+        result = _evpipe("dev", "up", "--broker-only", env=env)
     assert result.returncode == 1
     assert "error: the Tansu broker exited at start" in result.stdout

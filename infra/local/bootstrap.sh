@@ -21,7 +21,9 @@ echo "==> installing evpipe and its dependencies into .venv"
 
 case "$mode" in
   run)
-    exec .venv/bin/evpipe dev up "$@"
+    # Broker, topics, gateway, archiver and loader (reused when running), then the sample workload.
+    .venv/bin/evpipe dev up "$@"
+    exec .venv/bin/evpipe dev demo
     ;;
   test)
     # The integration suite talks to a real S3 server: Ceph RGW from Debian's packages.
