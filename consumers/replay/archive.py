@@ -59,7 +59,7 @@ class Window:
 
     def hours(self) -> Iterator[dt.datetime]:
         """Every UTC hour that overlaps the window."""
-        hour = self.start.astimezone(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+        hour = self.start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
         while hour < self.end:
             yield hour
             hour += dt.timedelta(hours=1)
@@ -83,13 +83,22 @@ class Summary:
     duplicates: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    aborted: str = ""  # why the run stopped early (the rest of the window was not read)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.aborted
 
     def line(self, dry_run: bool) -> str:
         if dry_run:
-            return (f"dry run: files {self.files}, read {self.read}, in window {self.in_window} "
-                    "(nothing written)")
-        return (f"files {self.files}, read {self.read}, in window {self.in_window}, written {self.written}, "
-                f"skipped as duplicates {self.duplicates}, failed {self.failed}")
+            text = f"dry run: files {self.files}, read {self.read}, in window {self.in_window} (nothing written)"
+        else:
+            text = (f"files {self.files}, read {self.read}, in window {self.in_window}, written {self.written}, "
+                    f"skipped as duplicates {self.duplicates}, failed {self.failed}")
+        if self.aborted:
+            text += (f"\naborted: {self.aborted}\nNothing written is lost or doubled: fix the cause and run the same "
+                     "command again (events already written are skipped as duplicates).")
+        return text
 
 
 # -- listing and reading -------------------------------------------------------
@@ -223,6 +232,10 @@ class KafkaWriter:
         self.topic = topic
         self.fields = fields
         self.producer = Producer(producer_config)
+        metadata = self.producer.list_topics(timeout=15).topics.get(topic)  # all topics: asking for one may create it
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            # Fail now rather than after the producer's delivery timeout on every message.
+            raise ReplayError(f"topic {topic!r} does not exist: create it (evpipe topics create) or pass --topic")
         self._delivered = 0
         self._errors: list[str] = []
 
@@ -286,7 +299,11 @@ def backfill(store: Store, topic: str, window: Window, writer: Writer | None,
     summary.files = len(files)
     try:
         for file in files:
-            _backfill_file(store, file, window, writer, batch_rows, summary, progress)
+            try:
+                _backfill_file(store, file, window, writer, batch_rows, summary, progress)
+            except Exception as exc:  # noqa: BLE001  (an unreadable file, ClickHouse or S3 down: stop, say where)
+                summary.aborted = f"{file.key}: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+                break
     finally:
         if writer is not None:
             writer.finish(summary)

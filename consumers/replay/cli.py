@@ -137,7 +137,7 @@ def run_archive(args: argparse.Namespace) -> int:
     for error in summary.errors[:20]:
         print(f"error: {error}")
     print(summary.line(args.dry_run))
-    return 1 if summary.failed else 0
+    return 0 if summary.ok else 1
 
 
 def _open_store(settings: ArchiveReplaySettings) -> Store:

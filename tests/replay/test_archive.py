@@ -155,3 +155,18 @@ def test_cli_backfills_from_s3_into_the_replay_topic(kafka: Service, s3: Service
     assert f"in window {len(expected)}, written {len(expected)}," in out.stdout
     produced = list(read_topic(settings, topic, idle_timeout=1.0))
     assert sorted(m.value() for m in produced) == sorted(orjson.dumps(e) for e in expected)
+
+
+def test_unreadable_file_and_missing_topic_fail_with_the_reason(tmp_path: Path, kafka: Service) -> None:
+    events = _events(300)
+    store = _archive(tmp_path / "archive", "ev", events)
+    window = ["--from", BASE.isoformat(), "--to", (BASE + 3 * HOUR).isoformat(), "--source-topic", "ev"]
+    env = {"ARCHIVE_URI": str(store.root), "KAFKA_BOOTSTRAP_SERVERS": kafka.url}
+    missing = _cli(*window, "--into", "kafka", "--topic", "no-such-replay-topic-xyz", **env)
+    assert missing.returncode == 1 and "'no-such-replay-topic-xyz' does not exist" in missing.stdout
+    broken = store.root / f"topic=ev/dt={BASE + HOUR:%Y-%m-%d}/hour={BASE + HOUR:%H}/ev-0009-broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    out = _cli(*window, "--into", "clickhouse", "--dry-run", **env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "aborted: topic=ev/" in out.stdout and "ev-0009-broken.parquet" in out.stdout
+    assert "run the same command again" in out.stdout
