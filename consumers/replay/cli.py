@@ -23,6 +23,9 @@ class ArchiveReplaySettings(StateSettings, ArchiveSettings, ClickHouseSettings, 
         30, ge=1, description="The loader's event_id window (used when the backfill creates missing tables)."
     )
     replay_batch_rows: int = Field(50_000, ge=1, description="Rows read and written per chunk (bounds memory).")
+    replay_engine_wait_s: float = Field(
+        10.0, ge=0, description="How long to wait for another process to release the embedded engine."
+    )
 
 
 ARCHIVE_DESCRIPTION = """\
@@ -161,7 +164,7 @@ def _writer(settings: ArchiveReplaySettings, args: argparse.Namespace) -> Writer
     from consumers.replay.archive import ReplayError
 
     try:
-        client = open_client(settings.clickhouse_url, settings.evpipe_state_dir, wait_s=10)
+        client = open_client(settings.clickhouse_url, settings.evpipe_state_dir, wait_s=settings.replay_engine_wait_s)
     except EngineLocked as exc:
         raise ReplayError(f"{exc}: stop the loader using it (or use --into kafka and let it load the replay "
                           "topic)") from None

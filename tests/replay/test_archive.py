@@ -170,3 +170,18 @@ def test_unreadable_file_and_missing_topic_fail_with_the_reason(tmp_path: Path, 
     assert out.returncode == 1, out.stdout + out.stderr
     assert "aborted: topic=ev/" in out.stdout and "ev-0009-broken.parquet" in out.stdout
     assert "run the same command again" in out.stdout
+
+
+def test_clickhouse_backfill_says_to_stop_the_loader_holding_the_engine(tmp_path: Path) -> None:
+    path = tmp_path / "clickhouse"
+    holder = subprocess.Popen([sys.executable, "-m", "tests.loader.hold_engine", str(path), "analytics"], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().startswith("http://")
+        _archive(tmp_path / "archive", "ev", _events(10))
+        out = _cli("--from", BASE.isoformat(), "--to", (BASE + 3 * HOUR).isoformat(), "--into", "clickhouse",
+                   "--source-topic", "ev", ARCHIVE_URI=str(tmp_path / "archive"), CLICKHOUSE_URL=f"chdb://{path}",
+                   CLICKHOUSE_DATABASE="analytics", REPLAY_ENGINE_WAIT_S="1")
+        assert out.returncode == 1 and "stop the loader using it" in out.stdout, out.stdout + out.stderr
+    finally:
+        holder.communicate("", timeout=60)
