@@ -150,9 +150,15 @@ def open_file(store: Store, file: ArchiveFile) -> pq.ParquetFile:
 def in_window(batch: pa.RecordBatch, window: Window) -> pa.Table:
     received = batch.column(batch.schema.get_field_index("received_at"))
     kind = received.type
-    start, end = pa.scalar(window.start, type=kind), pa.scalar(window.end, type=kind)
+    # Archived times are whole milliseconds: t >= x and t < x hold exactly when compared with x rounded up.
+    start, end = pa.scalar(_ceil_ms(window.start), type=kind), pa.scalar(_ceil_ms(window.end), type=kind)
     mask = pc.and_(pc.greater_equal(received, start), pc.less(received, end))
     return pa.Table.from_batches([batch]).filter(mask)
+
+
+def _ceil_ms(moment: dt.datetime) -> dt.datetime:
+    extra = moment.microsecond % 1000
+    return moment + dt.timedelta(microseconds=1000 - extra) if extra else moment
 
 
 # -- writers -------------------------------------------------------------------

@@ -185,3 +185,13 @@ def test_clickhouse_backfill_says_to_stop_the_loader_holding_the_engine(tmp_path
         assert out.returncode == 1 and "stop the loader using it" in out.stdout, out.stdout + out.stderr
     finally:
         holder.communicate("", timeout=60)
+
+
+def test_window_bounds_are_exact_to_the_millisecond(tmp_path: Path) -> None:
+    at = BASE + dt.timedelta(minutes=5, milliseconds=7)
+    events = [event(i, received=at + dt.timedelta(milliseconds=i)) for i in range(3)]  # .007, .008, .009
+    store = _archive(tmp_path, "ev", events)
+    cases = {(0, 3): 3, (1, 2): 1, (0.5, 2.5): 2, (2.001, 9): 0}  # window in ms after `at` -> events inside
+    for (lo, hi), expected in cases.items():
+        window = Window(at + dt.timedelta(milliseconds=lo), at + dt.timedelta(milliseconds=hi))
+        assert backfill(store, "ev", window, writer=None).in_window == expected, (lo, hi)
