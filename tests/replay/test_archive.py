@@ -195,3 +195,15 @@ def test_window_bounds_are_exact_to_the_millisecond(tmp_path: Path) -> None:
     for (lo, hi), expected in cases.items():
         window = Window(at + dt.timedelta(milliseconds=lo), at + dt.timedelta(milliseconds=hi))
         assert backfill(store, "ev", window, writer=None).in_window == expected, (lo, hi)
+
+
+def test_rows_clickhouse_rejects_are_counted_failed_and_the_rest_goes_in(
+    tmp_path: Path, clickhouse: Service, ch_database: str
+) -> None:
+    events = _events(50) + [event(999, received=BASE + HOUR, event_id="not-a-uuid")]
+    store = _archive(tmp_path, "ev", events)
+    client = connect(clickhouse.url)
+    summary = backfill(store, "ev", Window(BASE, BASE + 3 * HOUR), ClickHouseWriter(client, ch_database, 30))
+    assert (summary.written, summary.failed, summary.ok) == (50, 1, False)
+    assert any("ClickHouse rejected rows" in e for e in summary.errors)
+    assert client.query(f"SELECT count() FROM `{ch_database}`.events").result_rows[0][0] == 50
