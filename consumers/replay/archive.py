@@ -24,6 +24,7 @@ Idempotence:
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -202,6 +203,42 @@ class ClickHouseWriter:
 
     def finish(self, summary: Summary) -> None:
         self.sink.close()
+
+
+class Pacer:
+    """Spaces out work so it averages at most ``rate`` events per second (the first slice goes at once)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self._next = 0.0
+
+    def take(self, events: int) -> None:
+        now = self.clock()
+        self._next = max(self._next, now)
+        if self._next > now:
+            self.sleep(self._next - now)
+        self._next += events / self.rate
+
+
+class PacedWriter:
+    """A writer limited to ``--max-rate`` events/s, in slices of a quarter second so the load stays smooth."""
+
+    def __init__(self, inner: Writer, pacer: Pacer) -> None:
+        self.inner = inner
+        self.pacer = pacer
+        self.slice_rows = max(1, int(pacer.rate / 4))
+
+    def write(self, rows: pa.Table, identity: str, summary: Summary) -> None:
+        for start in range(0, rows.num_rows, self.slice_rows):
+            part = rows.slice(start, self.slice_rows)
+            self.pacer.take(part.num_rows)
+            self.inner.write(part, f"{identity}+{start}", summary)
+
+    def finish(self, summary: Summary) -> None:
+        self.inner.finish(summary)
 
 
 def ensure_tables(client: Any, database: str, fields: tuple[Field, ...], dedup_days: int) -> None:

@@ -94,6 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     archive.add_argument("--into", choices=("clickhouse", "kafka"), required=True, help="where the events go")
     archive.add_argument("--topic", help="replay topic for --into kafka (default: KAFKA_REPLAY_TOPIC)")
     archive.add_argument("--source-topic", help="archived topic to read (default: KAFKA_TOPIC)")
+    archive.add_argument("--max-rate", type=_rate, metavar="EVENTS_PER_S",
+                         help="write at most this many events per second on average (default: as fast as possible)")
     archive.add_argument("--dry-run", action="store_true", help="list and count the window's events, write nothing")
     archive.set_defaults(func=run_archive)
 
@@ -121,8 +123,18 @@ def run_offsets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rate(value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = 0.0
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of events per second, got {value!r}")
+    return rate
+
+
 def run_archive(args: argparse.Namespace) -> int:
-    from consumers.replay.archive import ReplayError, Window, backfill, list_files
+    from consumers.replay.archive import PacedWriter, Pacer, ReplayError, Window, backfill, list_files
 
     settings = load(ArchiveReplaySettings)
     try:
@@ -132,6 +144,8 @@ def run_archive(args: argparse.Namespace) -> int:
         files = list_files(store, source, window)
         print(f"{len(files)} archive file(s) of {source} overlap {window.label()} in {store.uri}")
         writer = None if args.dry_run else _writer(settings, args)
+        if writer is not None and args.max_rate:
+            writer = PacedWriter(writer, Pacer(args.max_rate))
         summary = _with_progress(lambda progress: backfill(store, source, window, writer, settings.replay_batch_rows,
                                                            progress, files), sum(f.size for f in files))
     except ReplayError as exc:

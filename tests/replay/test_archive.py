@@ -148,7 +148,7 @@ def test_cli_backfills_from_s3_into_the_replay_topic(kafka: Service, s3: Service
     create_topics(settings, [topic], partitions=2)
     window = Window(BASE + HOUR / 2, BASE + 2 * HOUR)
     out = _cli("--from", window.start.isoformat(), "--to", window.end.isoformat(), "--into", "kafka",
-               "--topic", topic, "--source-topic", "ev", ARCHIVE_URI=f"s3://{s3_bucket}/arch",
+               "--topic", topic, "--source-topic", "ev", "--max-rate", "100000", ARCHIVE_URI=f"s3://{s3_bucket}/arch",
                S3_ENDPOINT_URL=s3.url, KAFKA_BOOTSTRAP_SERVERS=kafka.url, **credentials)
     expected = _in(events, window)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -207,3 +207,28 @@ def test_rows_clickhouse_rejects_are_counted_failed_and_the_rest_goes_in(
     assert (summary.written, summary.failed, summary.ok) == (50, 1, False)
     assert any("ClickHouse rejected rows" in e for e in summary.errors)
     assert client.query(f"SELECT count() FROM `{ch_database}`.events").result_rows[0][0] == 50
+
+
+def test_max_rate_paces_writes_in_quarter_second_slices(tmp_path: Path) -> None:
+    from consumers.replay.archive import PacedWriter, Pacer, Summary
+
+    now = [100.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(round(seconds, 6))
+        now[0] += seconds
+
+    written: list[tuple[int, str]] = []
+
+    class Recorder:
+        def write(self, rows: Any, identity: str, summary: Summary) -> None:
+            written.append((rows.num_rows, identity))
+
+        def finish(self, summary: Summary) -> None:
+            pass
+
+    paced = PacedWriter(Recorder(), Pacer(1000, clock=lambda: now[0], sleep=sleep))
+    paced.write(table(_events(900)), "f#0", Summary())
+    assert written == [(250, "f#0+0"), (250, "f#0+250"), (250, "f#0+500"), (150, "f#0+750")]
+    assert sleeps == [0.25, 0.25, 0.25]  # 900 events at 1000/s: the last slice starts at 0.75 s
