@@ -214,14 +214,19 @@ def _sink(port_out: Any, batch: int) -> None:
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
-def ceiling(seconds: float = 3.0, batch: int = 1000, processes: int = 2, connections: int = 12) -> float:
-    """Events/s the generator itself reaches against a server that answers at once (no schedule limit)."""
+def start_sink(batch: int) -> tuple[Any, int]:
+    """A process running :func:`_sink`, and its port; kill the process when done."""
     ctx = mp.get_context("spawn")
     port_q = ctx.Queue()
     sink = ctx.Process(target=_sink, args=(port_q, batch), daemon=True)
     sink.start()
+    return sink, int(port_q.get(timeout=30))
+
+
+def ceiling(seconds: float = 3.0, batch: int = 1000, processes: int = 2, connections: int = 12) -> float:
+    """Events/s the generator itself reaches against a server that answers at once (no schedule limit)."""
+    sink, port = start_sink(batch)
     try:
-        port = port_q.get(timeout=30)
         spec = LoadSpec("127.0.0.1", port, "k", rate=1e9, seconds=seconds, batch=batch, processes=processes,
                         connections=connections, marker_every_s=0)
         return generate(spec).events_per_s

@@ -1,0 +1,26 @@
+"""A short end-to-end measurement on a private pipeline: every accepted event archived and loaded once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.e2e import measure
+from bench.harness import Pipeline
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_measure_counts_accepted_archived_loaded(tmp_path: Path) -> None:
+    with Pipeline(tmp_path) as pipe:
+        m = measure(pipe, rate=2_000, seconds=3.0)
+        pids = pipe.pids()
+    assert m["non_2xx"] == 0 and m["errors"] == 0
+    assert m["accepted"] > 0
+    assert m["accepted"] == m["archived"] == m["loaded"]
+    assert m["duplicates"] == 0
+    assert m["markers_seen"] > 0 and m["markers_missing"] == 0
+    assert m["p50_ms"] <= m["p99_ms"]
+    assert {"gateway", "archiver", "loader", "broker", "loadgen"} <= set(m["processes"])
+    assert set(pids) == {"gateway", "archiver", "loader", "broker"}
