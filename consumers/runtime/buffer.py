@@ -1,8 +1,9 @@
-"""Per-partition buffers of consumed messages, with the flush policy that cuts them into batches.
+"""Per-partition buffers of consumed message values, with the flush policy that cuts them into batches.
 
-Buffers keep the ``Message`` objects as consumed: the consuming thread does
-no per-message work beyond routing (``len(message)`` is the value's size, in
-C), and values and offsets are pulled out on the writer thread at cut time.
+Buffers hold plain ``bytes`` values and ``int`` offsets, pulled out of the
+``Message`` objects with C-level ``map`` passes: the messages themselves die
+right away, so the garbage collector never walks hundreds of thousands of
+live tracked objects (that alone cost a third of the consuming thread's time).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import itertools
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-
-from confluent_kafka import Message
 
 
 @dataclass(frozen=True)
@@ -25,27 +24,21 @@ class FlushPolicy:
 
 @dataclass
 class Cut:
-    """The consumed messages of one batch, in offset order."""
+    """The messages of one batch, in offset order: offsets and values aligned."""
 
     topic: str
     partition: int
-    messages: list[Message]
+    offsets: list[int]
+    values: list[bytes]
     nbytes: int
-    first_offset: int = -1
-    last_offset: int = -1
-
-    def __post_init__(self) -> None:
-        if self.messages:
-            self.first_offset = self.messages[0].offset()
-            self.last_offset = self.messages[-1].offset()
 
     @property
-    def offsets(self) -> list[int]:
-        return [m.offset() for m in self.messages]
+    def first_offset(self) -> int:
+        return self.offsets[0]
 
     @property
-    def values(self) -> list[bytes]:
-        return [m.value() for m in self.messages]
+    def last_offset(self) -> int:
+        return self.offsets[-1]
 
 
 @dataclass
@@ -59,7 +52,8 @@ class PartitionBuffer:
 
     topic: str
     partition: int
-    messages: list[Message] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
     nbytes: int = 0
     started: float = 0.0  # monotonic time the oldest buffered message arrived
     next_offset: int | None = None  # offset after the last message seen; guards re-deliveries
@@ -68,63 +62,77 @@ class PartitionBuffer:
     pending_future: Future[int | None] | None = None  # the sink's answer, on its way
 
     def __len__(self) -> int:
-        return len(self.messages)
+        return len(self.offsets)
 
     @property
     def first_offset(self) -> int:
-        return int(self.messages[0].offset())
+        return self.offsets[0]
 
-    def extend(self, messages: list[Message]) -> int:
+    def extend(self, offsets: list[int], values: list[bytes]) -> int:
         """Add messages in offset order; drops re-deliveries of offsets already seen. Returns the count added."""
-        if self.next_offset is not None and messages and messages[0].offset() < self.next_offset:
-            bound = self.next_offset
-            messages = [m for m in messages if m.offset() >= bound]
-        if not messages:
+        if self.next_offset is not None and offsets and offsets[0] < self.next_offset:
+            keep = bisect.bisect_left(offsets, self.next_offset)
+            offsets, values = offsets[keep:], values[keep:]
+        if not offsets:
             return 0
-        if not self.messages:
+        if not self.offsets:
             self.started = time.monotonic()
-        self.messages.extend(messages)
-        self.nbytes += sum(map(len, messages))
-        self.next_offset = messages[-1].offset() + 1
-        return len(messages)
+        self.offsets.extend(offsets)
+        self.values.extend(values)
+        self.nbytes += _total(values)
+        self.next_offset = offsets[-1] + 1
+        return len(offsets)
 
     def due(self, policy: FlushPolicy, now: float) -> bool:
         """Whether a batch should be cut now."""
-        if not self.messages:
+        if not self.offsets:
             return False
         if self.pending_end is not None:
-            return bool(self.messages[-1].offset() >= self.pending_end)
+            return self.offsets[-1] >= self.pending_end
         return (
-            len(self.messages) >= policy.max_messages
+            len(self.offsets) >= policy.max_messages
             or self.nbytes >= policy.max_bytes
             or now - self.started >= policy.max_age_s
         )
 
     def can_force(self) -> bool:
         """Whether a batch may be cut early (memory pressure, shutdown): not while a pending end is unmet."""
-        if not self.messages:
+        if not self.offsets:
             return False
-        return self.pending_end is None or self.messages[-1].offset() >= self.pending_end
+        return self.pending_end is None or self.offsets[-1] >= self.pending_end
 
     def cut(self, policy: FlushPolicy) -> Cut:
         """Remove and return the next batch: up to the pending end, else up to the policy's limits."""
         if self.pending_end is not None:
-            count = bisect.bisect_right([m.offset() for m in self.messages], self.pending_end)
+            count = bisect.bisect_right(self.offsets, self.pending_end)
             self.pending_end = None
         elif self.nbytes < policy.max_bytes:
-            count = min(len(self.messages), policy.max_messages)
+            count = min(len(self.offsets), policy.max_messages)
         else:
-            count = _count_within(self.messages, policy)
-        taken = self.messages[:count]
-        cut = Cut(self.topic, self.partition, taken, sum(map(len, taken)))
-        del self.messages[:count]
+            count = _count_within(self.values, policy)
+        values = self.values[:count]
+        cut = Cut(self.topic, self.partition, self.offsets[:count], values, _total(values))
+        del self.offsets[:count]
+        del self.values[:count]
         self.nbytes -= cut.nbytes
-        self.started = time.monotonic() if self.messages else 0.0
+        self.started = time.monotonic() if self.offsets else 0.0
         return cut
 
 
-def _count_within(messages: list[Message], policy: FlushPolicy) -> int:
+def _size(value: bytes | None) -> int:
+    return len(value) if value is not None else 0
+
+
+def _total(values: list[bytes]) -> int:
+    """Bytes of the values (a tombstone's None counts 0); map(len) in C for the normal case."""
+    try:
+        return sum(map(len, values))
+    except TypeError:
+        return sum(map(_size, values))
+
+
+def _count_within(values: list[bytes], policy: FlushPolicy) -> int:
     """Leading messages that fit the policy's count and byte limits (at least one)."""
-    limit = min(len(messages), policy.max_messages)
-    totals = list(itertools.accumulate(map(len, messages[:limit])))
+    limit = min(len(values), policy.max_messages)
+    totals = list(itertools.accumulate(map(_size, values[:limit])))
     return min(limit, bisect.bisect_left(totals, policy.max_bytes) + 1)
