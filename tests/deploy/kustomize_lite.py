@@ -98,8 +98,15 @@ def _patch(obj: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def _pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec", {})
+    if "jobTemplate" in spec:  # CronJob
+        spec = spec["jobTemplate"].get("spec", {})
+    return dict(spec.get("template", {}).get("spec", {}))
+
+
 def _set_image(obj: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
-    template = obj.get("spec", {}).get("template", {}).get("spec", {})
+    template = _pod_spec(obj)
     for container in template.get("containers", []) + template.get("initContainers", []):
         name, _, tag = container["image"].partition(":")
         if name == image["name"]:

@@ -430,6 +430,9 @@ def test_app_tier_egress_is_limited_to_dns_and_the_data_tier(objects: tuple[dict
                     if block.prefixlen == 0:
                         # Only the archiver may leave the VPC, only on 443 (S3, STS), never to private ranges.
                         assert labels["app.kubernetes.io/component"] == "archiver", policy["metadata"]["name"]
+                        assert selector_matches(policy["spec"]["podSelector"], {"app.kubernetes.io/component": "replay"})
+                        assert not selector_matches(policy["spec"]["podSelector"],
+                                                    {"app.kubernetes.io/component": "loader"})
                         assert [p["port"] for p in rule["ports"]] == [443]
                         assert "10.0.0.0/8" in peer["ipBlock"]["except"]
                     else:
@@ -567,3 +570,31 @@ def test_stage3_consumers_create_topics_before_joining() -> None:
     for name in ("evpipe-archiver", "evpipe-loader"):
         pod = by_name(objects, "Deployment", name)["spec"]["template"]["spec"]
         assert [c["args"] for c in pod["initContainers"]] == [["topics", "create"]]
+
+
+def test_replay_job_template_rebuilds_clickhouse_from_the_archive() -> None:
+    import shlex
+
+    from evpipe.cli import build_parser
+
+    objects = render("stage3")
+    cronjob = by_name(objects, "CronJob", "evpipe-replay-archive")
+    assert cronjob["spec"]["suspend"] is True, "a template for `kubectl create job --from`, never scheduled"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    spec = pod["spec"]
+    # S3 read access comes from the archiver's IAM role (IRSA), and the archiver's egress policy.
+    assert spec["serviceAccountName"] == "evpipe-archiver"
+    egress = by_name(objects, "NetworkPolicy", "archiver-egress-to-s3")
+    assert selector_matches(egress["spec"]["podSelector"], pod["metadata"]["labels"])
+    assert pod["metadata"]["labels"]["evpipe.io/tier"] == "app"  # reaches ClickHouse like the loader
+    (container,) = spec["containers"]
+    assert container["command"] == ["sh", "-c"]
+    argv = shlex.split(container["args"][0].replace('"$REPLAY_FROM"', "2026-11-01T00:00:00Z")
+                       .replace('"$REPLAY_TO"', "2026-11-21T00:00:00Z"))
+    assert argv[:2] == ["exec", "evpipe"]
+    args = build_parser().parse_args(argv[2:])  # the real CLI accepts it
+    assert (args.command, args.action, args.into) == ("replay", "archive", "clickhouse")
+    windows = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
+    assert "evpipe-replay-window" in windows
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert spec["securityContext"]["runAsNonRoot"] is True
