@@ -69,6 +69,8 @@ def measure(pipe: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
         "p50_ms": percentile(latencies, 50), "p90_ms": percentile(latencies, 90),
         "p99_ms": percentile(latencies, 99), "max_ms": max(latencies, default=float("nan")),
         "markers_seen": len(latencies), "markers_missing": len(tracker.pending),
+        "poll_p50_ms": percentile(tracker.poll_seconds, 50) * 1000,
+        "poll_max_ms": max(tracker.poll_seconds, default=0.0) * 1000,
         "processes": sampler.summary(start, end),
         "series": {"start": start, "end": end, "accepted_per_second": load.per_second,
                    "loaded": tracker.loaded, "latency": tracker.latencies, "cpu": sampler.series},
@@ -101,6 +103,8 @@ def run(quick: bool) -> dict[str, Any]:
         {"what": "ingest-to-queryable p50 / p90 / p99 ms",
          "events_per_s": f"{m['p50_ms']:,.0f} / {m['p90_ms']:,.0f} / {m['p99_ms']:,.0f}"},
         {"what": "drain after the load (s)", "events_per_s": f"{m['drain_s']:.1f}"},
+        {"what": "latency poll through the loader's /query: p50 / max ms",
+         "events_per_s": f"{m['poll_p50_ms']:,.0f} / {m['poll_max_ms']:,.0f}"},
     ] + [{"what": f"{name}: mean CPU % / peak RSS MiB",
           "events_per_s": f"{p['cpu_mean_pct']:.0f} / {p['rss_peak_mib']:.0f}"}
          for name, p in sorted(m["processes"].items())]

@@ -148,6 +148,7 @@ class Tracker(threading.Thread):
     pending: dict[str, float] = field(default_factory=dict)
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (visible wall time, ms since received_at)
     loaded: list[tuple[float, int]] = field(default_factory=list)  # (wall time, rows)
+    poll_seconds: list[float] = field(default_factory=list)  # how long each poll's queries took
     running: bool = True
 
     def __post_init__(self) -> None:
@@ -172,9 +173,12 @@ class Tracker(threading.Thread):
                 ids = ",".join(f"'{m}'" for m in list(self.pending)[:500])
                 rows = self.pipeline.query("SELECT toString(event_id), toUnixTimestamp64Milli(received_at) "
                                            f"FROM events WHERE event_id IN ({ids})")
+                # Visible at the poll's start: a query sees what was committed before it ran (a slow
+                # poll can hide an earlier visibility by at most its duration, kept in poll_seconds).
                 for marker, received_ms in rows:
                     self.pending.pop(marker, None)
                     self.latencies.append((at, at * 1000 - int(received_ms)))
+            self.poll_seconds.append(time.time() - at)
         except Exception as exc:  # noqa: BLE001 (a slow query is retried at the next poll)
             print(f"tracker: {exc}", flush=True)
 
