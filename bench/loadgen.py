@@ -16,12 +16,13 @@ follows those ids until ClickHouse shows them.
 from __future__ import annotations
 
 import http.client
+import math
 import multiprocessing as mp
 import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -38,7 +39,7 @@ class LoadSpec:
     seconds: float
     batch: int = 1000
     processes: int = 2
-    connections: int = 12  # per process
+    connections: int = 0  # per process; 0: enough for the rate at 1.5 s per request (at least 8)
     marker_every_s: float = 0.25  # per process; 0: no markers
 
 
@@ -163,8 +164,15 @@ def _worker(spec_d: dict[str, Any], index: int, out: Any, markers: Any) -> None:
     out.put(stats)
 
 
+def connections_for(rate: float, batch: int, processes: int) -> int:
+    """Connections per process so that requests answered within 1.5 s still keep the schedule."""
+    return max(8, min(256, math.ceil(rate / batch * 1.5 / processes)))
+
+
 def generate(spec: LoadSpec, markers: Any = None) -> LoadResult:
     """Run the load for ``spec.seconds``; ``markers`` (a multiprocessing queue) receives acked marker ids."""
+    if not spec.connections:
+        spec = replace(spec, connections=connections_for(spec.rate, spec.batch, spec.processes))
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(asdict(spec), i, out, markers), daemon=True)
@@ -223,7 +231,7 @@ def start_sink(batch: int) -> tuple[Any, int]:
     return sink, int(port_q.get(timeout=30))
 
 
-def ceiling(seconds: float = 3.0, batch: int = 1000, processes: int = 2, connections: int = 12) -> float:
+def ceiling(seconds: float = 3.0, batch: int = 1000, processes: int = 2, connections: int = 16) -> float:
     """Events/s the generator itself reaches against a server that answers at once (no schedule limit)."""
     sink, port = start_sink(batch)
     try:
