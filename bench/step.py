@@ -4,7 +4,9 @@ One pipeline (as in bench/e2e.py) takes steps of increasing offered load. After 
 step the run waits (bounded) for ClickHouse and the archive to hold everything accepted
 so far. A step passes when the gateway accepted >= 95 % of the offered rate with no
 errors, everything accepted was archived and loaded, and p99 latency stayed under 5 s.
-The first failing step ends the run; the ceiling is the best passing step's rate.
+A step that loses events, errs or misses the rate ends the run, and so does a second
+latency failure in a row. The ceiling is the best passing step's rate; the throughput
+ceiling also counts steps that only missed the latency target.
 The raw producer ceiling is measured in the same run as the baseline.
 """
 
@@ -50,7 +52,7 @@ def step(pipe: Pipeline, tracker: Tracker, rate: float, seconds: float, total: i
 
 def run(quick: bool) -> dict[str, Any]:
     rates, seconds = ([10_000.0, 20_000.0, 40_000.0], 8.0) if quick else (
-        [20_000.0, 40_000.0, 60_000.0, 80_000.0, 100_000.0, 150_000.0], 20.0)
+        [20_000.0, 30_000.0, 40_000.0, 50_000.0, 60_000.0, 80_000.0, 100_000.0, 150_000.0], 20.0)
     steps: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
         print("starting broker, gateway, archiver, loader ...", flush=True)
@@ -63,14 +65,19 @@ def run(quick: bool) -> dict[str, Any]:
             for rate in rates:
                 steps.append(step(pipe, tracker, rate, seconds, total))
                 total += steps[-1]["accepted"]
-                if not steps[-1]["passed"]:
+                # Loss, errors or a missed rate end the run; latency alone ends it on the second
+                # failing step in a row (one noisy step on a shared box should not set the ceiling).
+                hard = steps[-1]["broke_on"] not in ("", "p99")
+                if hard or (len(steps) > 1 and not steps[-1]["passed"] and not steps[-2]["passed"]):
                     break
             tracker.stop()
             sampler.stop()
     passing = [s for s in steps if s["passed"]]
     ceiling = max((s["events_per_s"] for s in passing), default=0.0)
+    # Throughput alone: the best step that lost nothing and kept the rate, whatever its latency.
+    throughput = max((s["events_per_s"] for s in steps if s["broke_on"] in ("", "p99")), default=0.0)
     result = {"events_per_s": ceiling, "baseline_events_per_s": baseline, "ratio": ceiling / baseline,
-              "step_seconds": seconds, "steps": steps, "quick": quick,
+              "step_seconds": seconds, "steps": steps, "quick": quick, "throughput_ceiling_events_per_s": throughput,
               "broke_at": next((s["offered_events_per_s"] for s in steps if not s["passed"]), None)}
     rows = [{k: s[k] for k in ("offered_events_per_s", "events_per_s", "loaded_events_per_s", "p50_ms", "p99_ms",
                                "lost", "non_2xx", "drain_s", "passed", "broke_on")} for s in steps]
