@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from infra.local.daemon import free_port
 from infra.local.stack import DEMO_KEYS, StackSettings, broker, down, process_pids, up_pipeline
@@ -35,7 +35,7 @@ class Pipeline:
         self.state = self.settings.evpipe_state_dir.resolve()
         self.warm = 60  # warm-up events, in every count (callers subtract them)
 
-    def __enter__(self) -> Pipeline:
+    def __enter__(self) -> Self:
         broker(self.settings).ensure()
         try:
             up_pipeline(self.settings, extra_env=PIPELINE_ENV, timeout=180)
@@ -135,7 +135,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 @dataclass(eq=False)

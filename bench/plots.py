@@ -5,6 +5,7 @@ Run alone to redraw from the saved JSON: python -m bench.plots
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from bench.report import RESULTS_DIR  # noqa: E402
+from bench.report import RESULTS_DIR
 
 
 def _window_percentiles(points: list[tuple[float, float]], start: float, width: float = 5.0
@@ -48,7 +49,7 @@ def plot_e2e(result: dict[str, Any], out: Path = RESULTS_DIR) -> list[Path]:
     accepted = series["accepted_per_second"]
     ax.plot(range(len(accepted)), accepted, label="accepted by the gateway (events/s)")
     loaded = series["loaded"]
-    rates = [((b[0] + a[0]) / 2 - start, (b[1] - a[1]) / (b[0] - a[0])) for a, b in zip(loaded, loaded[1:])
+    rates = [((b[0] + a[0]) / 2 - start, (b[1] - a[1]) / (b[0] - a[0])) for a, b in itertools.pairwise(loaded)
              if b[0] > a[0]]
     if rates:
         ax.plot(*zip(*rates), label="loaded into ClickHouse (events/s)", alpha=0.7)

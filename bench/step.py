@@ -34,7 +34,7 @@ def step(pipe: Pipeline, tracker: Tracker, rate: float, seconds: float, total: i
     loaded, archived, drain_s = pipe.drain(total + load.accepted, max_s=90, stall_s=20)
     time.sleep(1.0)
     latencies = tracker.latencies_since(start)
-    result = {
+    result: dict[str, Any] = {
         "offered_events_per_s": rate, "events_per_s": load.events_per_s, "accepted": load.accepted,
         "loaded_events_per_s": (at_end - before) / seconds, "drain_s": drain_s,
         "lost": total + load.accepted - min(loaded, archived), "non_2xx": load.non_2xx, "errors": load.errors,

@@ -22,8 +22,8 @@ EVENTS = 600
 
 
 def _evpipe(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "evpipe", *args], capture_output=True, text=True,
-                          env=os.environ | env, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "evpipe", *args], check=False, capture_output=True,
+                          text=True, env=os.environ | env, timeout=timeout)
 
 
 def _printed_counts(out: str) -> Counter[tuple[str, str]]:

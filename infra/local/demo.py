@@ -80,7 +80,7 @@ def query(settings: StackSettings, sql: str) -> list[dict[str, Any]]:
     """Run ``sql`` with `evpipe query --format json` against this stack's ClickHouse."""
     env = os.environ | {"EVPIPE_STATE_DIR": str(settings.evpipe_state_dir.resolve())}
     done = subprocess.run([sys.executable, "-m", "evpipe", "query", "--format", "json", sql],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          check=False, capture_output=True, text=True, env=env, timeout=120)
     if done.returncode != 0:
         raise DemoError(f"evpipe query failed: {done.stderr.strip() or done.stdout.strip()}")
     return list(json.loads(done.stdout))
