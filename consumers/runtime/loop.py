@@ -116,6 +116,7 @@ class ConsumerLoop:
         self._pending_backoff: dict[Key, _Backoff] = {}
         self._paused: set[Key] = set()
         self._over_cap = False
+        self._draining = False
         self._next_lag = 0.0
         self._next_error_log = 0.0
 
@@ -161,24 +162,24 @@ class ConsumerLoop:
         return lambda: [signal.signal(s, h) for s, h in previous.items()]
 
     def _shutdown(self) -> None:
-        """Cut everything that may be cut, then retry writes until done or the shutdown timeout."""
+        """Stop fetching, cut everything that may be cut, write and commit it, within the shutdown timeout."""
+        self._draining = True  # _sync_pauses now pauses every partition: no new messages
         deadline = time.monotonic() + self.settings.consumer_shutdown_timeout_s
-        unchecked = set(self._buffers)
-        while unchecked and time.monotonic() < deadline:
-            for key in list(unchecked):
-                buf = self._buffers.get(key)
-                if buf is None or key in self._jobs or not len(buf):
-                    unchecked.discard(key)
-                elif self._check_pending(key, buf, time.monotonic()):
-                    unchecked.discard(key)
-                    if buf.can_force():
-                        self._jobs[key] = self._new_job(buf)
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            asking = False
+            for key, buf in list(self._buffers.items()):
+                if key in self._jobs or not len(buf):
+                    continue
+                if not self._check_pending(key, buf, now):
+                    asking = True
+                elif buf.can_force():
+                    self._jobs[key] = self._new_job(buf)
+            if not self._jobs and not asking:
+                return
             self._step(drain=True)
-        while self._jobs and time.monotonic() < deadline:
-            self._step(drain=True)
-        if self._jobs:
-            log.warning("stopping with %d batches unwritten (not committed: they are re-read on restart)",
-                        len(self._jobs))
+        log.warning("stopping with %d batches unwritten (not committed: they are re-read on restart)",
+                    len(self._jobs))
 
     # -- one iteration ---------------------------------------------------------------------------
 
@@ -408,6 +409,8 @@ class ConsumerLoop:
         """Pause partitions whose batch is failing, or all (but those awaiting a begun batch's end) over the cap."""
         assert self._consumer is not None
         wanted = {key for key, job in self._jobs.items() if job.attempts > 0} | set(self._pending_backoff)
+        if self._draining:
+            wanted = set(self._buffers)
         if self._over_cap:
             wanted |= {key for key, buf in self._buffers.items() if buf.pending_end is None}
         wanted &= set(self._buffers)

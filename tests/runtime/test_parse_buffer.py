@@ -93,3 +93,25 @@ def test_pending_end_overrides_policy() -> None:
     assert buf.due(POLICY, now=0)
     assert buf.cut(POLICY).offsets == list(range(7))
     assert buf.pending_end is None and buf.offsets == [7, 8]
+
+
+def test_route_groups_by_partition_and_skips_errors_and_revoked() -> None:
+    from confluent_kafka import KafkaError, Message
+
+    from consumers.runtime import ConsumerLoop, ConsumerSettings
+    from consumers.runtime.memory import MemorySink
+
+    loop = ConsumerLoop(ConsumerSettings(), MemorySink(), "g", ["t"])
+    loop._buffers = {("t", 0): PartitionBuffer("t", 0), ("t", 1): PartitionBuffer("t", 1)}
+    messages = [
+        Message(topic="t", partition=0, offset=0, value=b"a"),
+        Message(topic="t", partition=1, offset=7, value=b"b"),
+        Message(topic="t", partition=0, offset=1, value=b"c"),
+        Message(topic="t", partition=0, error=KafkaError(KafkaError._PARTITION_EOF)),
+        Message(topic="t", partition=2, offset=3, value=b"revoked"),
+        Message(topic="u", partition=0, offset=9, value=b"other topic, not assigned"),
+    ]
+    loop._route(messages)
+    assert loop._buffers[("t", 0)].offsets == [0, 1] and loop._buffers[("t", 0)].values == [b"a", b"c"]
+    assert loop._buffers[("t", 1)].offsets == [7]
+    assert loop.stats.consumed == 3
