@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from infra.local.daemon import port_open
 
 TEST_STATE_DIR = Path(os.environ.get("EVPIPE_TEST_STATE_DIR", Path(__file__).resolve().parent.parent / ".evpipe-test"))
 TEST_BROKER_PORT = int(os.environ.get("EVPIPE_TEST_BROKER_PORT", "19092"))
-TEST_S3_PORT = int(os.environ.get("EVPIPE_TEST_S3_PORT", "17480"))
+# Each checkout gets its own S3 port (a local Ceph cluster belongs to one state dir),
+# so a CI clone next to a developer's tree does not collide with the tree's cluster.
+TEST_S3_PORT = int(os.environ.get("EVPIPE_TEST_S3_PORT", 17480 + zlib.crc32(str(TEST_STATE_DIR).encode()) % 400))
 
 
 @dataclass

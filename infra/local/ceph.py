@@ -161,6 +161,8 @@ class LocalCeph:
         try:
             return read_credentials(self.paths)
         except FileNotFoundError:
+            if self.healthy() and dev_credentials_work(self.endpoint):
+                return S3Credentials(DEV_ACCESS_KEY, DEV_SECRET_KEY)  # reusing another checkout's cluster
             raise StartError(f"no S3 credentials in {self.paths.credentials}: run ensure() "
                              "(`evpipe dev up --s3`) first") from None
 
@@ -172,6 +174,10 @@ class LocalCeph:
                 self.rgw.resume()  # left paused by an interrupted fault test
                 time.sleep(0.5)
             if self.healthy():
+                if self.rgw.daemon.pid() is None and dev_credentials_work(self.endpoint):
+                    # Another checkout's local Ceph on this port: every local cluster
+                    # has the same dev user, so it serves us just as well.
+                    return "reused"
                 if self.rgw.daemon.pid() is None:
                     raise StartError(
                         f"port {self.port} already serves S3, but not from {self.paths.root} (a radosgw of "
@@ -319,3 +325,18 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def dev_credentials_work(endpoint: str) -> bool:
+    """True when the S3 server at ``endpoint`` accepts the local dev user (a local evpipe Ceph)."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=DEV_ACCESS_KEY,
+                          aws_secret_access_key=DEV_SECRET_KEY, region_name="us-east-1",
+                          config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}))
+    try:
+        client.list_buckets()
+        return True
+    except Exception:
+        return False
