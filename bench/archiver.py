@@ -5,7 +5,8 @@
 2. the archiver (consumer runtime -> vectorised parse -> zstd Parquet per
    hour -> durable write -> commit) into a local directory;
 3. for reference, the vectorised parse alone on one thread (the writer path's
-   main cost);
+   main cost), and the naive path it replaces (one ``orjson.loads`` dict per event, then
+   ``pyarrow.Table.from_pylist``);
 4. the same into S3 (Ceph RGW) when one is reachable: S3_ENDPOINT_URL with
    AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the test suite's local Ceph if it runs.
 
@@ -102,6 +103,19 @@ def _parse_only(n: int) -> float:
     return (time.perf_counter() - started) * n / (rounds * len(values))
 
 
+def _naive_parse(n: int) -> float:
+    """Seconds for a dict per event (orjson.loads) turned into Arrow: the path vectorised parsing replaces."""
+    import orjson
+    import pyarrow as pa
+
+    values = _values(min(n, BATCH_MESSAGES))
+    rounds = max(1, n // len(values))
+    started = time.perf_counter()
+    for _ in range(rounds):
+        pa.Table.from_pylist([orjson.loads(v) for v in values])
+    return (time.perf_counter() - started) * n / (rounds * len(values))
+
+
 def _s3_bucket(endpoint: str, name: str) -> None:
     import boto3
 
@@ -137,6 +151,7 @@ def run(quick: bool) -> dict[str, Any]:
             print("raw consume-only ceiling ...", flush=True)
             consume_s = _raw_consume(bootstrap, topic, n)
             parse_s = _parse_only(n)
+            naive_s = _naive_parse(n)
             targets = [("local directory", str(workdir / "archive"), "")]
             if s3 is not None:
                 endpoint, creds = s3
@@ -167,6 +182,8 @@ def run(quick: bool) -> dict[str, Any]:
                  "events_per_s": round(ceiling), "ratio": 1.0})
     rows.append({"step": "vectorised parse only, 1 thread (no Kafka, no write)", "events": n,
                  "seconds": round(parse_s, 2), "events_per_s": round(n / parse_s), "ratio": n / parse_s / ceiling})
+    rows.append({"step": "naive: orjson.loads per event -> Table.from_pylist, 1 thread", "events": n,
+                 "seconds": round(naive_s, 2), "events_per_s": round(n / naive_s), "ratio": n / naive_s / ceiling})
     for label, (seconds, batches) in timings.items():
         rows.append({"step": f"archiver -> {label}", "events": n, "seconds": round(seconds, 2),
                      "events_per_s": round(n / seconds), "ratio": n / seconds / ceiling, "files_batches": batches})
@@ -175,6 +192,7 @@ def run(quick: bool) -> dict[str, Any]:
         "events": n, "partitions": PARTITIONS, "batch_messages": BATCH_MESSAGES,
         "events_per_s": round(local), "baseline_events_per_s": round(ceiling), "ratio": local / ceiling,
         "target_ratio": 0.5, "parse_only_events_per_s": round(n / parse_s),
+        "naive_parse_events_per_s": round(n / naive_s),
     }
     if "S3 (Ceph RGW)" in timings:
         s3_rate = n / timings["S3 (Ceph RGW)"][0]

@@ -186,7 +186,8 @@ class ConsumerLoop:
     def _step(self, drain: bool) -> None:
         assert self._consumer is not None
         # Short waits while batches are in flight: each stage change (parsed, written) is picked up here.
-        timeout = 0.005 if self._jobs else 0.2
+        busy = any(job.future is not None for job in self._jobs.values())
+        timeout = 0.005 if busy else 0.1
         messages = self._consumer.consume(self.settings.consumer_poll_messages, timeout)
         self._route(messages)
         now = time.monotonic()
