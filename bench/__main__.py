@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import subprocess
 import sys
 
 BENCHMARKS = ("gateway", "worker", "archiver", "loader", "replay", "e2e", "step")
@@ -35,14 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", nargs="?", choices=available(), help="benchmark to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="short run, for CI and smoke checks")
     args = parser.parse_args(argv)
+    if args.name:
+        print(f"==> bench {args.name}{' (quick)' if args.quick else ''}", flush=True)
+        importlib.import_module(f"bench.{args.name}").run(quick=args.quick)
+        return 0
+    # All of them: each in its own process, because the embedded ClickHouse engine
+    # allows one data path per process, and one failure must not hide the others.
     failed = []
-    for name in [args.name] if args.name else available():
-        print(f"==> bench {name}{' (quick)' if args.quick else ''}", flush=True)
-        try:
-            importlib.import_module(f"bench.{name}").run(quick=args.quick)
-        except Exception as exc:  # one failing benchmark must not hide the others' results
-            print(f"bench {name} failed: {exc!r}", file=sys.stderr)
+    for name in available():
+        argv = [sys.executable, "-m", "bench", name] + (["--quick"] if args.quick else [])
+        if subprocess.run(argv, check=False).returncode != 0:
+            print(f"bench {name} failed", file=sys.stderr)
             failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 
