@@ -133,3 +133,28 @@ def test_buffer_cap_bounds_memory(kafka: Service, topic: str) -> None:
     assert len(sink.batches) >= 4, "the cap forced early batches"
     # A batch is at most what was buffered when the cap tripped: the cap plus one poll's worth.
     assert max(b.raw_bytes for b in sink.batches.values()) <= cap + 200 * 400
+
+
+@pytest.mark.slow
+def test_rebalance_between_two_members_loses_and_doubles_nothing(kafka: Service, topic: str) -> None:
+    """A second member joins mid-stream (cooperative revocation of half the partitions), then leaves."""
+    dlq = unique_name("dlq")
+    create_topic(kafka.url, topic, 4)
+    generated = list(events(8000))
+    produce(kafka.url, topic, [(k, v) for k, v, _, _ in generated[:4000]])
+    sink = MemorySink()
+    group = unique_name("g")
+    slow = settings(kafka, dlq, consumer_batch_max_messages=200, consumer_poll_messages=100)
+    first, second = ConsumerLoop(slow, sink, group, [topic]), ConsumerLoop(slow, sink, group, [topic])
+    with running(first):
+        wait_for(lambda: sink.rows() > 0)
+        with running(second):
+            produce(kafka.url, topic, [(k, v) for k, v, _, _ in generated[4000:]])
+            wait_for(lambda: bool(second.stats.assigned) and second.stats.rows > 0)
+        wait_for(lambda: sink.rows() >= 8000)
+        wait_for(lambda: sum(committed(kafka.url, group, topic, 4).values()) == 8000)
+    ids = sink.table().column("event_id").to_pylist()
+    assert len(ids) == 8000 and set(ids) == {e for _, _, e, _ in generated}
+    for partition in range(4):
+        ranges = sorted((b.first_offset, b.last_offset) for b in sink.batches.values() if b.partition == partition)
+        assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:])), f"overlap or gap on {partition}"
