@@ -19,6 +19,7 @@ Kafka: KAFKA_BOOTSTRAP_SERVERS if set, else a throw-away local Tansu broker.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 import threading
@@ -150,8 +151,6 @@ def run(quick: bool) -> dict[str, Any]:
             _produce(bootstrap, topic, _values(n))
             print("raw consume-only ceiling ...", flush=True)
             consume_s = _raw_consume(bootstrap, topic, n)
-            parse_s = _parse_only(n)
-            naive_s = _naive_parse(n)
             targets = [("local directory", str(workdir / "archive"), "")]
             if s3 is not None:
                 endpoint, creds = s3
@@ -163,6 +162,7 @@ def run(quick: bool) -> dict[str, Any]:
                 targets.append(("S3 (Ceph RGW)", f"s3://{bucket}/archive", endpoint))
             for label, uri, endpoint in targets:
                 print(f"archiver -> {label} ...", flush=True)
+                gc.collect()  # start each timed run from a clean heap
                 settings = ArchiverSettings(
                     kafka_bootstrap_servers=bootstrap, kafka_topic=topic, kafka_dlq_topic=f"{topic}.dlq",
                     archiver_group=f"bench-archiver-{uuid.uuid4().hex[:8]}", archive_uri=uri,
@@ -174,6 +174,9 @@ def run(quick: bool) -> dict[str, Any]:
                 if stored != n or distinct != n:
                     raise RuntimeError(f"{label}: archive holds {stored} rows ({distinct} distinct) of {n}")
                 timings[label] = (seconds, loop.stats.committed_batches)
+            print("parse references ...", flush=True)
+            parse_s = _parse_only(n)
+            naive_s = _naive_parse(n)
         finally:
             if broker is not None:
                 broker.stop()
