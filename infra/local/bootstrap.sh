@@ -17,7 +17,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing evpipe and its dependencies into .venv"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,bench]"
 
 case "$mode" in
   run)
