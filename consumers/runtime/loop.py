@@ -428,7 +428,8 @@ class ConsumerLoop:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._buffers[(tp.topic, tp.partition)] = PartitionBuffer(tp.topic, tp.partition)
+            # setdefault: never drop a live buffer; librdkafka's re-deliveries are filtered by offset
+            self._buffers.setdefault((tp.topic, tp.partition), PartitionBuffer(tp.topic, tp.partition))
         self.stats.assigned = set(self._buffers)
         metrics.ASSIGNED.set(len(self._buffers))
         log.info("assigned %s", _names(partitions))
