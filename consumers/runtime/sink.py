@@ -27,7 +27,12 @@ and strictly in sequence:
   without calling the sink;
 * ``batch.table`` may hold several received_at hours; ``first_offset`` and
   ``last_offset`` span every consumed offset of the batch, including
-  dead-lettered ones (which are not in the table).
+  dead-lettered ones (which are not in the table);
+* every sink call comes from one dedicated writer thread (never two calls at
+  once), not from the thread that called ``ConsumerLoop.run``; batches of
+  different partitions are written one after another on it;
+* on revocation a batch being written is waited for, then dropped without a
+  commit: its next owner re-forms it through ``pending_end``.
 """
 
 from __future__ import annotations
