@@ -57,7 +57,8 @@ class Loader:
         topics = [settings.kafka_topic] + ([settings.kafka_replay_topic] if settings.loader_consume_replay else [])
         # The admin server serves /metrics for the runtime's metrics too (one registry, one port).
         runtime_settings = settings.model_copy(update={"metrics_port": 0})
-        self.loop = ConsumerLoop(runtime_settings, self.sink, settings.loader_group_id, topics, consumer_overrides)
+        self.loop = ConsumerLoop(runtime_settings, self.sink, settings.loader_group_id, topics, consumer_overrides,
+                                 low_priority_topics=[settings.kafka_replay_topic])
 
     def run(self) -> None:
         """Blocks until SIGTERM/SIGINT or :meth:`stop`; then flushes, commits and cleans up."""

@@ -31,6 +31,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
+from collections.abc import Collection
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -95,11 +96,16 @@ class ConsumerLoop:
         group_id: str,
         topics: list[str],
         consumer_overrides: dict[str, Any] | None = None,
+        low_priority_topics: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.group_id = group_id
         self.topics = topics
+        # Backfill lane: these topics are only fetched while the live ones are caught up.
+        self.low_priority = frozenset(low_priority_topics) & set(topics)
+        self._hold_low_priority = False
+        self._next_priority_check = 0.0
         self.policy = FlushPolicy(
             settings.consumer_batch_max_messages, settings.consumer_batch_max_bytes, settings.consumer_batch_max_age_s
         )
@@ -196,6 +202,9 @@ class ConsumerLoop:
         self._run_jobs(now)
         if not drain:
             self._enforce_cap()
+        if self.low_priority and now >= self._next_priority_check:
+            self._next_priority_check = now + 0.5
+            self._hold_low_priority = self._live_lag_exceeded()
         self._sync_pauses()
         if now >= self._next_lag:
             self._next_lag = now + self.settings.consumer_lag_interval_s
@@ -414,6 +423,9 @@ class ConsumerLoop:
             wanted = set(self._buffers)
         if self._over_cap:
             wanted |= {key for key, buf in self._buffers.items() if buf.pending_end is None}
+        if self._hold_low_priority:
+            wanted |= {key for key, buf in self._buffers.items()
+                       if key[0] in self.low_priority and buf.pending_end is None}
         wanted &= set(self._buffers)
         pause, resume = wanted - self._paused, self._paused - wanted
         if pause:
@@ -423,6 +435,28 @@ class ConsumerLoop:
             self._consumer.resume([TopicPartition(t, p) for t, p in resume])
         self._paused = wanted
         metrics.PAUSED.set(len(wanted))
+
+    def _live_lag_exceeded(self) -> bool:
+        """Whether the live topics' backlog is over the threshold (with hysteresis: resume below half).
+
+        Uses the high watermarks librdkafka caches from fetch responses, so the
+        check costs no broker round trip.
+        """
+        assert self._consumer is not None
+        limit = self.settings.consumer_low_priority_max_live_lag
+        if limit <= 0:
+            return False
+        live = [TopicPartition(t, p) for t, p in self._buffers if t not in self.low_priority]
+        if not live:
+            return False
+        backlog = 0
+        for tp in self._consumer.position(live):
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if tp.offset >= 0 and high >= 0:
+                backlog += max(0, high - tp.offset)
+        backlog += sum(len(buf) for key, buf in self._buffers.items() if key[0] not in self.low_priority)
+        metrics.LIVE_BACKLOG.set(backlog)
+        return backlog > (limit // 2 if self._hold_low_priority else limit)
 
     # -- rebalancing -----------------------------------------------------------------------------
 

@@ -13,6 +13,9 @@ WRITE_ERRORS = Counter("evpipe_consumer_write_errors", "Failed sink calls or com
 LAG = Gauge("evpipe_consumer_lag", "High watermark minus committed offset.", ["topic", "partition"])
 BUFFER_BYTES = Gauge("evpipe_consumer_buffer_bytes", "Message bytes buffered and not yet written.")
 PAUSED = Gauge("evpipe_consumer_paused_partitions", "Partitions paused (sink failure or buffer cap).")
+LIVE_BACKLOG = Gauge(
+    "evpipe_consumer_live_backlog", "Messages the live topics are behind (checked when a backfill lane exists)."
+)
 ASSIGNED = Gauge("evpipe_consumer_assigned_partitions", "Partitions assigned to this member.")
 WRITE_SECONDS = Histogram(
     "evpipe_consumer_batch_write_seconds", "Time to begin and write one batch in the sink.",

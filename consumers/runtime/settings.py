@@ -44,3 +44,8 @@ class ConsumerSettings(KafkaSettings):
         120.0, ge=0, description="On revocation, how long to wait for a batch being written to finish."
     )
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus /metrics server (0: off).")
+    consumer_low_priority_max_live_lag: int = Field(
+        10_000, ge=0,
+        description="Backfill lane: pause low-priority topics (the replay topic) while the live topics are more "
+        "than this many messages behind (0: never pause them).",
+    )
