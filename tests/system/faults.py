@@ -56,7 +56,8 @@ class FaultScheduler:
     targets: list[Target]
     broker_pid: int
     loader_fail_file: Path
-    pause_s: tuple[float, float] = (5.0, 8.0)  # broker pause and ClickHouse outage length
+    pause_s: tuple[float, float] = (2.0, 2.5)  # broker pause (SIGSTOP) length
+    outage_s: tuple[float, float] = (5.0, 8.0)  # ClickHouse outage length
     gap_s: tuple[float, float] = (2.0, 6.0)  # quiet time between faults
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
     injected: Counter[str] = field(default_factory=Counter)
@@ -120,7 +121,7 @@ class FaultScheduler:
     def clickhouse_down(self) -> None:
         self.loader_fail_file.touch()
         try:
-            time.sleep(self.rng.uniform(*self.pause_s))
+            time.sleep(self.rng.uniform(*self.outage_s))
         finally:
             self.loader_fail_file.unlink(missing_ok=True)
 

@@ -1,0 +1,111 @@
+"""The Stage 3 stack for system runs: bench.harness.Pipeline plus a second gateway and a second archiver.
+
+Two loaders cannot share the embedded ClickHouse (one engine path per process, not shareable between
+processes), so the local form runs one loader; against a ClickHouse server (CLICKHOUSE_URL) the
+loader tier scales like the archiver.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Self
+
+import orjson
+import pyarrow.dataset as ds
+from confluent_kafka import Consumer, TopicPartition
+
+from bench.harness import PIPELINE_ENV, Pipeline
+from infra.local.daemon import Daemon, free_port
+from infra.local.stack import PipelineProcess, pipeline, start_process, stop_process, wait_healthy
+from tests.system.faults import Target
+
+
+class SystemStack(Pipeline):
+    """The harness pipeline (broker, gateway, archiver, loader) and the extra replicas."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir, archive_rotate_s=3.0)
+        self.fail_file = workdir / "clickhouse-down"
+        os.environ["LOADER_FAIL_FILE"] = str(self.fail_file)  # read by the loader only; restored by the test
+        base = {p.name: p for p in pipeline(self.settings)}
+        self.gateway2_port, archiver2_port = free_port(), free_port()
+        self.extra = [
+            PipelineProcess("gateway2", ("gateway",), base["gateway"].env | {"GATEWAY_PORT": str(self.gateway2_port)},
+                            f"http://127.0.0.1:{self.gateway2_port}/readyz"),
+            PipelineProcess("archiver2", ("archiver",), base["archiver"].env | {"METRICS_PORT": str(archiver2_port)},
+                            f"http://127.0.0.1:{archiver2_port}/metrics"),
+        ]
+        self.targets = [Target(p.name, p.health_url) for p in [*pipeline(self.settings), *self.extra]]
+
+    def __enter__(self) -> Self:
+        super().__enter__()
+        try:
+            for p in self.extra:
+                start_process(p, self.state, PIPELINE_ENV)
+            wait_healthy(self.extra, self.state, 120)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for p in self.extra:
+            stop_process(p.daemon(self.state))
+        super().close()
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{self.gateway_port}", f"http://127.0.0.1:{self.gateway2_port}"]
+
+    @property
+    def broker_pid(self) -> int:
+        pid = self.pids().get("broker")
+        assert pid is not None, "the private broker is not running"
+        return pid
+
+    def clickhouse_ids(self, event_type: str) -> list[str]:
+        """Every row's event id of ``event_type`` (repeats kept, so duplicates show)."""
+        rows = self.query(f"SELECT toString(event_id) FROM events WHERE type = '{event_type}'")
+        return [r[0] for r in rows]
+
+    def archive_ids(self, event_type: str) -> list[str]:
+        files = [str(f) for f in self.archive_files()]
+        if not files:
+            return []
+        table = ds.dataset(files, format="parquet").to_table(columns=["event_id", "type"])
+        return [str(i) for i, t in zip(table.column("event_id").to_pylist(), table.column("type").to_pylist(),
+                                       strict=True) if t == event_type]
+
+    def invalid_ids(self, timeout: float = 30.0, wanted: set[str] | None = None) -> set[str]:
+        """Event ids found in the payloads of the invalid topic."""
+        topic = "events.invalid"
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"check-{free_port()}",
+                             "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
+        found: set[str] = set()
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+            idle = 0
+            while idle < 6 and not (wanted is not None and wanted <= found):
+                batch = consumer.consume(5000, 0.5)
+                idle = 0 if batch else idle + 1
+                for msg in batch:
+                    if msg.error() is None and msg.value() is not None:
+                        found.add(str(_payload(orjson.loads(msg.value() or b"{}")).get("event_id")))
+        finally:
+            consumer.close()
+        return found
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {t.name}\n{Daemon(t.name, self.state).log_tail(15)}" for t in self.targets)
+
+
+def _payload(record: dict[str, Any]) -> dict[str, Any]:
+    payload = record.get("payload")
+    if isinstance(payload, str):
+        try:
+            payload = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return {}
+    return payload if isinstance(payload, dict) else {}

@@ -1,0 +1,115 @@
+"""Stage 3 under faults: gateway x2, broker, archiver x2, loader, steady load, a fault scheduler.
+
+CI form (default, ~2 min): short broker pauses and outages, each fault kind once.
+Full form (EVPIPE_FULL=1): 30-60 s pauses, every kind three times, a higher rate.
+Invariants: every 2xx'd event is in ClickHouse exactly once and in the archive (archive copies beyond
+one only for ids the client resent); the rejected events are only in events.invalid; everything is
+loaded and archived within a bound after the faults stop; no process over its memory bound.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.harness import API_KEY
+from tests.system.client import LOAD_TYPE, TrackingLoad
+from tests.system.faults import FaultScheduler, wait_for
+from tests.system.report import RssWatch, table
+from tests.system.stage3 import SystemStack
+
+FULL = os.environ.get("EVPIPE_FULL") == "1"
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(1800 if FULL else 480)]
+
+KINDS = ["kill9_gateway", "kill9_archiver", "kill9_loader", "broker_pause", "clickhouse_down", "rolling_restart"]
+# CI pauses stay under the consumers' session timeout (6 s, minus up to one 3 s heartbeat interval):
+# a longer pause expires the consumer sessions, and a partition whose batch commit was failing at
+# that moment is never fetched again (the known runtime bug in the README's Reliability section).
+# The full form pauses 30-60 s and shows it.
+BROKER_PAUSE_CI_S = (2.0, 2.5)
+DRAIN_BOUND_S = 180.0  # after the last fault: everything acknowledged is loaded and archived
+RSS_BOUND_MIB = {"gateway": 600, "gateway2": 600, "archiver": 1500, "archiver2": 1500, "loader": 2000}
+
+
+@pytest.fixture
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SystemStack]:
+    monkeypatch.setenv("LOADER_FAIL_FILE", "")  # restored after the test; SystemStack sets the real path
+    with SystemStack(tmp_path) as s:
+        yield s
+
+
+def sunk_check(stack: SystemStack, acked: set[str]) -> Callable[[], bool]:
+    """A check that passes once ``acked`` (a snapshot) is all in ClickHouse and in the archive: lag ~0."""
+    def check() -> bool:
+        try:
+            return acked <= set(stack.clickhouse_ids(LOAD_TYPE)) and acked <= set(stack.archive_ids(LOAD_TYPE))
+        except Exception:  # noqa: BLE001 (the loader's query endpoint is down while it restarts)
+            return False
+    return check
+
+
+def test_stage3_faults_lose_and_duplicate_nothing(stack: SystemStack) -> None:
+    scheduler = FaultScheduler(stack.state, stack.targets, stack.broker_pid, stack.fail_file,
+                               pause_s=(30.0, 60.0) if FULL else BROKER_PAUSE_CI_S,
+                               outage_s=(30.0, 60.0) if FULL else (5.0, 8.0))
+    load = TrackingLoad(stack.urls, API_KEY, rate=600.0 if FULL else 150.0)
+    scheduler.caught_up = lambda: sunk_check(stack, load.acked_now())
+    print(f"fault seed {scheduler.seed}", flush=True)
+    rss = RssWatch(stack.state, [t.name for t in stack.targets])
+    rss.start()
+    load.start()
+    try:
+        time.sleep(5)
+        scheduler.run(KINDS * (3 if FULL else 1), deadline=time.monotonic() + (1200 if FULL else 150))
+        time.sleep(5)
+    finally:
+        load.finish()
+    faults_over = time.monotonic()
+    acked, invalid = set(load.acked), set(load.rejected)
+    try:
+        drain_s = wait_for(sunk_check(stack, acked), DRAIN_BOUND_S, "every acknowledged event loaded and archived")
+    except AssertionError:
+        drain_s = time.monotonic() - faults_over
+    rss.stop()
+
+    loaded = Counter(stack.clickhouse_ids(LOAD_TYPE))
+    archived = Counter(stack.archive_ids(LOAD_TYPE))
+    in_invalid = stack.invalid_ids(wanted=invalid)
+    lost_ch, lost_archive = acked - set(loaded), acked - set(archived)
+    dup_ch = {i for i, n in loaded.items() if n > 1}
+    dup_archive_unexplained = {i for i, n in archived.items() if n > 1 and i not in load.resent}
+    unacked_loaded = set(loaded) - acked - load.resent - load.pending
+    invalid_in_sinks = invalid & (set(loaded) | set(archived))
+    table("Stage 3 system run" + (" (full)" if FULL else " (CI form)"), {
+        "faults injected": dict(scheduler.injected),
+        "events accepted (2xx)": len(acked),
+        "resent after 503/cut": len(load.resent),
+        "rejected (4xx'd events)": len(invalid),
+        "lost (ClickHouse / archive)": f"{len(lost_ch)} / {len(lost_archive)}",
+        "duplicated in ClickHouse": len(dup_ch),
+        "archive copies of resent ids": sum(n - 1 for i, n in archived.items() if n > 1 and i in load.resent),
+        "unexplained archive duplicates": len(dup_archive_unexplained),
+        "answers by status": dict(load.statuses),
+        "max recovery, fault end to lag ~0 (s)": {k: round(v, 1) for k, v in scheduler.recovery_s.items()},
+        "drain after faults (s)": round(drain_s, 1),
+        "peak RSS MiB": {k: round(v) for k, v in rss.peak_mib.items()},
+    })
+    print("\n".join(scheduler.log))
+
+    assert load.unexpected == [], load.unexpected[:5]
+    assert len(acked) > 1000, f"too little load got through: {dict(load.statuses)}\n{stack.logs()}"
+    assert sum(scheduler.injected.values()) >= len(KINDS), scheduler.log
+    assert not lost_ch and not lost_archive, f"lost {len(lost_ch)} in ClickHouse, {len(lost_archive)} in the archive"
+    assert not dup_ch, f"{len(dup_ch)} ids twice in ClickHouse, e.g. {sorted(dup_ch)[:3]}"
+    assert not dup_archive_unexplained, f"{len(dup_archive_unexplained)} archive duplicates of ids never resent"
+    assert not unacked_loaded, f"{len(unacked_loaded)} ids in ClickHouse that the client never sent"
+    assert not invalid_in_sinks, f"{len(invalid_in_sinks)} rejected events reached a sink"
+    assert invalid <= in_invalid, f"{len(invalid - in_invalid)} rejected events missing from events.invalid"
+    assert drain_s < DRAIN_BOUND_S
+    over = {k: v for k, v in rss.peak_mib.items() if v > RSS_BOUND_MIB[k]}
+    assert not over, f"over the memory bound: {over}"
