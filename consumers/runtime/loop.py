@@ -469,16 +469,25 @@ class ConsumerLoop:
         log.info("assigned %s", _names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Still ours during this callback: un-pause so a later re-assignment starts fetching.
-        paused = [tp for tp in partitions if (tp.topic, tp.partition) in self._paused]
-        if paused:
-            consumer.resume(paused)
+        self._unpause(consumer, partitions)
         self._drop(partitions)
         log.info("revoked %s", _names(partitions))
 
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A lost partition can come straight back to us; librdkafka keeps its pause flag
+        # across the loss, so without this it would be re-assigned paused and never fetched.
+        self._unpause(consumer, partitions)
         self._drop(partitions)
         log.warning("lost %s (session expired): dropped their buffers", _names(partitions))
+
+    def _unpause(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Clear librdkafka's pause flag on partitions we are giving up, so a re-assignment starts fetching."""
+        paused = [tp for tp in partitions if (tp.topic, tp.partition) in self._paused]
+        if paused:
+            try:
+                consumer.resume(paused)
+            except KafkaException as exc:  # never fail a rebalance callback over it
+                log.warning("could not resume %s on giving them up: %s", _names(paused), exc)
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
         """Forget revoked partitions: their buffers and unfinished batches are never committed by us.

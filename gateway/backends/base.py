@@ -67,8 +67,54 @@ def invalid_document(rejected: Rejected) -> dict[str, Any]:
     document: dict[str, Any] = {"error": rejected.reason, "payload": rejected.payload,
                                 "source_id": rejected.source_id, "received_at": rejected.received_at}
     payload = rejected.payload
-    text = payload if isinstance(payload, str) else orjson.dumps(payload, default=str).decode()
+    if isinstance(payload, str):
+        text = payload
+    else:
+        try:
+            text = orjson.dumps(payload, default=str).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            # Nested deeper than orjson serialises (254) though the parser accepted it (1024):
+            # keep it as JSON text, written without recursion.
+            text = dump_deep(payload)
+            document["payload"] = text
     if len(text) > MAX_KEPT_PAYLOAD_BYTES:
         document["payload"] = text[:MAX_KEPT_PAYLOAD_BYTES]
         document["payload_truncated_from"] = len(text)
     return document
+
+
+def dump_deep(value: Any) -> str:
+    """JSON text of arbitrarily deep dicts/lists, iteratively (scalars go through orjson)."""
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Token):
+            out.append(item.text)
+        elif isinstance(item, dict):
+            out.append("{")
+            stack.append(_Token("}"))
+            for i, (key, child) in enumerate(reversed(list(item.items()))):
+                stack.append(child)
+                stack.append(_Token(orjson.dumps(str(key)).decode() + ":"))
+                if i < len(item) - 1:
+                    stack.append(_Token(","))
+        elif isinstance(item, list):
+            out.append("[")
+            stack.append(_Token("]"))
+            for i, child in enumerate(reversed(item)):
+                stack.append(child)
+                if i < len(item) - 1:
+                    stack.append(_Token(","))
+        else:
+            out.append(orjson.dumps(item, default=str).decode())
+    return "".join(out)
+
+
+class _Token:
+    """Literal JSON punctuation queued on dump_deep's stack."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text

@@ -1,4 +1,4 @@
-"""The backfill lane: low-priority topics wait while the live topics are behind."""
+"""Pausing in the consumer loop: the backfill lane, and partitions given up while paused."""
 
 from __future__ import annotations
 
@@ -81,3 +81,14 @@ def test_live_and_backfill_both_arrive_in_full(kafka: Service, topic: str) -> No
         wait_for(lambda: sink.rows() == 3000)
     by_topic = {t: sum(b.table.num_rows for b in sink.batches.values() if b.topic == t) for t in (topic, replay)}
     assert by_topic == {topic: 1500, replay: 1500}
+
+
+def test_a_lost_partition_is_unpaused_so_a_reassignment_fetches_it() -> None:
+    """A partition paused by a failing batch, then lost with the session, must not come back paused."""
+    consumer = FakeConsumer(positions={("live", 0): 0, ("live", 1): 0}, highs={("live", 0): 0, ("live", 1): 0})
+    loop = _loop_with(consumer, limit=0)
+    consumer.pause([TopicPartition("live", 0)])
+    loop._paused = {("live", 0)}
+    loop._on_lost(consumer, [TopicPartition("live", 0), TopicPartition("live", 1)])  # type: ignore[arg-type]
+    assert consumer.paused == set()
+    assert loop._paused == set() and loop._buffers == {}

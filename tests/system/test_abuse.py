@@ -172,9 +172,6 @@ def test_hostile_requests_get_4xx_never_5xx_and_memory_stays_bounded(gateway: Ga
     assert max(peak) < RSS_BOUND_MIB
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: a rejected event nested 255-1023 deep cannot be re-serialised "
-                   "for the invalid store (orjson.dumps recursion limit in gateway/backends/base.py "
-                   "invalid_document) and the request gets a 500; remove this mark once fixed")
 @pytest.mark.parametrize("depth", [300, 1000])
 def test_nesting_between_the_dump_and_parse_limits(gateway: Gateway, depth: int) -> None:
     body = b'{"type":"t","user_id":"u","properties":' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
