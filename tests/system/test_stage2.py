@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -23,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+import psutil
 import psycopg
 import pytest
 import redis
@@ -41,6 +43,7 @@ pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault, pytest.ma
 KEY = "stage2-key"
 KINDS = ["kill9_worker", "kill9_gateway", "postgres_cut", "redis_cut", "rolling_restart"]
 REPO = Path(__file__).resolve().parents[2]
+RSS_BOUND_MIB = {"gateway": 600.0, "worker": 600.0}
 
 
 class Stage2:
@@ -115,6 +118,18 @@ def inject(stack: Stage2, kind: str, rng: random.Random) -> None:
             time.sleep(1.0)
 
 
+def watch_rss(stack: Stage2, stop: threading.Event, peak: dict[str, float]) -> None:
+    """Peak RSS (MiB) of the gateway and of the largest worker, once a second, across restarts."""
+    while not stop.wait(1.0):
+        for name, procs in (("gateway", [stack.gateway]), ("worker", list(stack.workers))):
+            for proc in procs:
+                try:
+                    rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                peak[name] = max(peak.get(name, 0.0), rss)
+
+
 def stored_ids(database_url: str, table_name: str) -> list[str]:
     with psycopg.connect(database_url) as conn:
         try:
@@ -150,6 +165,9 @@ def test_stage2_faults_lose_and_duplicate_nothing(postgres: Service, redis_serve
     stack = Stage2(postgres, redis_server, queue, table_name, logs)
     load = TrackingLoad([stack.url], KEY, rate=400.0 if FULL else 150.0, threads=3)
     codes: list[int] = []
+    peak: dict[str, float] = {}
+    stop_rss = threading.Event()
+    threading.Thread(target=watch_rss, args=(stack, stop_rss, peak), daemon=True).start()
     try:
         load.start()
         kinds = KINDS * (3 if FULL else 1)
@@ -168,6 +186,7 @@ def test_stage2_faults_lose_and_duplicate_nothing(postgres: Service, redis_serve
         alive = all(w.poll() is None for w in stack.workers) and stack.gateway.poll() is None
     finally:
         load.stop.set()
+        stop_rss.set()
         codes = stack.close()
     stored = Counter(stored_ids(postgres.url, table_name))
     acked, invalid = set(load.acked), set(load.rejected)
@@ -185,6 +204,7 @@ def test_stage2_faults_lose_and_duplicate_nothing(postgres: Service, redis_serve
         "max recovery, fault end to caught up (s)": {k: round(v, 1) for k, v in recovery.items()},
         "queue drained after load (s)": round(drain_s, 1),
         "dead-lettered": client.llen(queue + ":dead"),
+        "peak RSS MiB": {k: round(v) for k, v in peak.items()},
     })
     assert load.unexpected == [], load.unexpected[:5]
     assert alive, stack.log_tails()
@@ -197,3 +217,4 @@ def test_stage2_faults_lose_and_duplicate_nothing(postgres: Service, redis_serve
     assert invalid <= kept_invalid, f"{len(invalid - kept_invalid)} rejected events not kept in {queue}:invalid"
     assert client.llen(queue + ":dead") == 0
     assert codes == [0] * len(codes), stack.log_tails()
+    assert peak and all(v < RSS_BOUND_MIB[k] for k, v in peak.items()), peak
