@@ -174,6 +174,8 @@ def test_hostile_requests_get_4xx_never_5xx_and_memory_stays_bounded(gateway: Ga
 
 @pytest.mark.parametrize("depth", [300, 1000])
 def test_nesting_between_the_dump_and_parse_limits(gateway: Gateway, depth: int) -> None:
+    """Regression: a rejected event nested deeper than orjson serialises (254) but within what it parses
+    (1024) was a 500 (kept in the invalid store via orjson.dumps). Now a 4xx."""
     body = b'{"type":"t","user_id":"u","properties":' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
     response = httpx.post(f"{gateway.url}/v1/events", content=body, headers={"X-Api-Key": KEY}, timeout=10)
     assert 400 <= response.status_code < 500, response.text
