@@ -27,11 +27,9 @@ FULL = os.environ.get("EVPIPE_FULL") == "1"
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(1800 if FULL else 480)]
 
 KINDS = ["kill9_gateway", "kill9_archiver", "kill9_loader", "broker_pause", "clickhouse_down", "rolling_restart"]
-# CI pauses stay under the consumers' session timeout (6 s, minus up to one 3 s heartbeat interval):
-# a longer pause expires the consumer sessions, and a partition whose batch commit was failing at
-# that moment is never fetched again (the known runtime bug in the README's Reliability section).
-# The full form pauses 30-60 s and shows it.
-BROKER_PAUSE_CI_S = (2.0, 2.5)
+# CI pauses straddle the consumers' session timeout (6 s), so sessions may expire mid-commit: the case that
+# left a re-assigned partition paused for good before d187ad1. The full form pauses 30-60 s.
+BROKER_PAUSE_CI_S = (5.0, 8.0)
 DRAIN_BOUND_S = 180.0  # after the last fault: everything acknowledged is loaded and archived
 RSS_BOUND_MIB = {"gateway": 600, "gateway2": 600, "archiver": 1500, "archiver2": 1500, "loader": 2000}
 
