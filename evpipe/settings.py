@@ -93,3 +93,15 @@ def describe(cls: type[BaseSettings]) -> str:
         shown = f" [default: {default}]" if default not in ("", None) else ""
         lines.append(f"  {name.upper():<28} {info.description or ''}{shown}")
     return "\n".join(lines)
+
+
+def redact_url(url: str) -> str:
+    """A connection URL safe to print: the password, if any, replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

@@ -38,3 +38,11 @@ def test_bad_environment_names_the_variable() -> None:
     assert result.returncode != 0
     assert "KAFKA_PARTITIONS" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_connection_urls_are_printed_without_passwords() -> None:
+    from evpipe.settings import redact_url
+
+    assert redact_url("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert redact_url("postgresql://app:s3cret@db:5432/events") == "postgresql://app:***@db:5432/events"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

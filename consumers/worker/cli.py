@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from consumers.worker.settings import WorkerSettings
-from evpipe.settings import describe, load
+from evpipe.settings import describe, load, redact_url
 
 DESCRIPTION = """\
 Take wire-format events from the Redis list REDIS_QUEUE_KEY (filled by the gateway's redis backend) and
@@ -48,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         return worker.run()
     except redis.ConnectionError as exc:
-        print(f"error: cannot reach Redis at {settings.redis_url}: {exc}\n"
+        print(f"error: cannot reach Redis at {redact_url(settings.redis_url)}: {exc}\n"
               "Is Redis running? Set REDIS_URL to its address.")
         return 1
