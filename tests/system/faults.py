@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -61,6 +62,7 @@ class FaultScheduler:
     gap_s: tuple[float, float] = (2.0, 6.0)  # quiet time between faults
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
     injected: Counter[str] = field(default_factory=Counter)
+    s3_gateway: Any = None  # infra.local.ceph.RadosGateway the archivers write through, for "s3_down"
     caught_up: Callable[[], Callable[[], bool]] | None = None  # snapshot now; the check passes once it is sunk
     recovery_s: dict[str, float] = field(default_factory=dict)  # kind: worst time from fault end to caught up
     log: list[str] = field(default_factory=list)
@@ -85,7 +87,7 @@ class FaultScheduler:
             self.kill9(kind.removeprefix("kill9_"))
         else:
             {"broker_pause": self.broker_pause, "clickhouse_down": self.clickhouse_down,
-             "rolling_restart": self.rolling_restart}[kind]()
+             "s3_down": self.s3_down, "rolling_restart": self.rolling_restart}[kind]()
         ended = time.monotonic()
         check = self.caught_up() if self.caught_up else (lambda: True)
         wait_for(lambda: self.all_healthy() and check(), 240, f"healthy and caught up after {kind}", poll=1.0)
@@ -124,6 +126,15 @@ class FaultScheduler:
             time.sleep(self.rng.uniform(*self.outage_s))
         finally:
             self.loader_fail_file.unlink(missing_ok=True)
+
+    def s3_down(self) -> None:
+        """SIGSTOP the archivers' S3 endpoint: their requests hang, as against an unreachable S3."""
+        assert self.s3_gateway is not None, "s3_down needs the stack's S3 gateway"
+        self.s3_gateway.pause()
+        try:
+            time.sleep(self.rng.uniform(*self.outage_s))
+        finally:
+            self.s3_gateway.resume()
 
     def rolling_restart(self) -> None:
         """SIGTERM one process at a time; the next only once the previous is back and healthy."""

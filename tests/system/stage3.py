@@ -8,6 +8,7 @@ loader tier scales like the archiver.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -21,13 +22,30 @@ from infra.local.stack import PipelineProcess, pipeline, start_process, stop_pro
 from tests.system.faults import Target
 
 
+@dataclass(frozen=True)
+class S3Archive:
+    """Archive to S3: the archivers write through ``write_endpoint`` (a radosgw the test may pause);
+    the checks read through ``read_endpoint`` (another radosgw of the same cluster)."""
+
+    write_endpoint: str
+    read_endpoint: str
+    bucket: str
+    prefix: str = "lake"
+
+
 class SystemStack(Pipeline):
     """The harness pipeline (broker, gateway, archiver, loader) and the extra replicas."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, s3: S3Archive | None = None) -> None:
         super().__init__(workdir, archive_rotate_s=3.0)
         self.fail_file = workdir / "clickhouse-down"
-        os.environ["LOADER_FAIL_FILE"] = str(self.fail_file)  # read by the loader only; restored by the test
+        # Environment the started processes inherit (the caller restores it): LOADER_FAIL_FILE is read by the
+        # loader only, ARCHIVE_URI and S3_ENDPOINT_URL by the archivers only.
+        os.environ["LOADER_FAIL_FILE"] = str(self.fail_file)
+        self.s3, self.mirror = s3, workdir / "archive-mirror"
+        if s3 is not None:
+            os.environ["ARCHIVE_URI"] = f"s3://{s3.bucket}/{s3.prefix}"
+            os.environ["S3_ENDPOINT_URL"] = s3.write_endpoint
         base = {p.name: p for p in pipeline(self.settings)}
         self.gateway2_port, archiver2_port = free_port(), free_port()
         self.extra = [
@@ -63,6 +81,27 @@ class SystemStack(Pipeline):
         pid = self.pids().get("broker")
         assert pid is not None, "the private broker is not running"
         return pid
+
+    def archive_files(self) -> list[Path]:
+        """Local Parquet files of the archive (with S3: a mirror of the bucket's data objects)."""
+        if self.s3 is None:
+            return super().archive_files()
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.s3.read_endpoint)
+        files = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.s3.bucket, Prefix=self.s3.prefix + "/"):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                if "/_manifests/" in key or not key.endswith(".parquet"):
+                    continue
+                path = self.mirror / key
+                # Names depend only on partition, offsets and hour, so a rewrite has the same size.
+                if not path.exists() or path.stat().st_size != item["Size"]:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    client.download_file(self.s3.bucket, key, str(path))
+                files.append(path)
+        return sorted(files)
 
     def clickhouse_ids(self, event_type: str) -> list[str]:
         """Every row's event id of ``event_type`` (repeats kept, so duplicates show)."""

@@ -14,14 +14,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from bench.harness import API_KEY
+from tests.providers import Service
 from tests.system.client import LOAD_TYPE, TrackingLoad
 from tests.system.faults import FaultScheduler, wait_for
 from tests.system.report import RssWatch, table
-from tests.system.stage3 import SystemStack
+from tests.system.stage3 import S3Archive, SystemStack
+
+if TYPE_CHECKING:
+    from infra.local.ceph import RadosGateway
 
 FULL = os.environ.get("EVPIPE_FULL") == "1"
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(1800 if FULL else 480)]
@@ -30,6 +35,7 @@ KINDS = ["kill9_gateway", "kill9_archiver", "kill9_loader", "broker_pause", "cli
 # CI pauses straddle the consumers' session timeout (6 s), so sessions may expire mid-commit: the case that
 # left a re-assigned partition paused for good before d187ad1. The full form pauses 30-60 s.
 BROKER_PAUSE_CI_S = (5.0, 8.0)
+S3_KINDS = ["s3_down", "kill9_archiver", "s3_down"]
 DRAIN_BOUND_S = 180.0  # after the last fault: everything acknowledged is loaded and archived
 RSS_BOUND_MIB = {"gateway": 600, "gateway2": 600, "archiver": 1500, "archiver2": 1500, "loader": 2000}
 
@@ -37,6 +43,7 @@ RSS_BOUND_MIB = {"gateway": 600, "gateway2": 600, "archiver": 1500, "archiver2":
 @pytest.fixture
 def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SystemStack]:
     monkeypatch.setenv("LOADER_FAIL_FILE", "")  # restored after the test; SystemStack sets the real path
+    monkeypatch.delenv("ARCHIVE_URI", raising=False)  # the local archive under the state directory
     with SystemStack(tmp_path) as s:
         yield s
 
@@ -52,7 +59,24 @@ def sunk_check(stack: SystemStack, acked: set[str]) -> Callable[[], bool]:
 
 
 def test_stage3_faults_lose_and_duplicate_nothing(stack: SystemStack) -> None:
-    scheduler = FaultScheduler(stack.state, stack.targets, stack.broker_pid, stack.fail_file,
+    run_and_check(stack, KINDS, "Stage 3 system run")
+
+
+@pytest.mark.s3
+def test_stage3_s3_down_loses_and_duplicates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3: Service,
+                                                     s3_gateway: RadosGateway, s3_bucket: str) -> None:
+    """The archive on S3; the archivers' S3 endpoint paused (requests hang) while the load goes on."""
+    for name, value in (("AWS_ACCESS_KEY_ID", s3.extra["access_key"]), ("AWS_SECRET_ACCESS_KEY", s3.extra["secret_key"]),
+                        ("AWS_DEFAULT_REGION", s3.extra["region"])):
+        monkeypatch.setenv(name, value)
+    for name in ("LOADER_FAIL_FILE", "ARCHIVE_URI", "S3_ENDPOINT_URL"):
+        monkeypatch.setenv(name, "")  # restored after the test; SystemStack sets the real values
+    with SystemStack(tmp_path, S3Archive(s3_gateway.endpoint, s3.url, s3_bucket)) as stack:
+        run_and_check(stack, S3_KINDS, "Stage 3 system run, S3 archive", s3_gateway)
+
+
+def run_and_check(stack: SystemStack, kinds: list[str], title: str, s3_gateway: object = None) -> None:
+    scheduler = FaultScheduler(stack.state, stack.targets, stack.broker_pid, stack.fail_file, s3_gateway=s3_gateway,
                                pause_s=(30.0, 60.0) if FULL else BROKER_PAUSE_CI_S,
                                outage_s=(30.0, 60.0) if FULL else (5.0, 8.0))
     load = TrackingLoad(stack.urls, API_KEY, rate=600.0 if FULL else 150.0)
@@ -63,7 +87,7 @@ def test_stage3_faults_lose_and_duplicate_nothing(stack: SystemStack) -> None:
     load.start()
     try:
         time.sleep(5)
-        scheduler.run(KINDS * (3 if FULL else 1), deadline=time.monotonic() + (1200 if FULL else 150))
+        scheduler.run(kinds * (3 if FULL else 1), deadline=time.monotonic() + (1200 if FULL else 150))
         time.sleep(5)
     finally:
         load.finish()
@@ -83,7 +107,7 @@ def test_stage3_faults_lose_and_duplicate_nothing(stack: SystemStack) -> None:
     dup_archive_unexplained = {i for i, n in archived.items() if n > 1 and i not in load.resent}
     unacked_loaded = set(loaded) - acked - load.resent - load.pending
     invalid_in_sinks = invalid & (set(loaded) | set(archived))
-    table("Stage 3 system run" + (" (full)" if FULL else " (CI form)"), {
+    table(title + (" (full)" if FULL else " (CI form)"), {
         "faults injected": dict(scheduler.injected),
         "events accepted (2xx)": len(acked),
         "resent after 503/cut": len(load.resent),
@@ -101,7 +125,7 @@ def test_stage3_faults_lose_and_duplicate_nothing(stack: SystemStack) -> None:
 
     assert load.unexpected == [], load.unexpected[:5]
     assert len(acked) > 1000, f"too little load got through: {dict(load.statuses)}\n{stack.logs()}"
-    assert sum(scheduler.injected.values()) >= len(KINDS), scheduler.log
+    assert sum(scheduler.injected.values()) >= len(kinds), scheduler.log
     assert not lost_ch and not lost_archive, f"lost {len(lost_ch)} in ClickHouse, {len(lost_archive)} in the archive"
     assert not dup_ch, f"{len(dup_ch)} ids twice in ClickHouse, e.g. {sorted(dup_ch)[:3]}"
     assert not dup_archive_unexplained, f"{len(dup_archive_unexplained)} archive duplicates of ids never resent"
