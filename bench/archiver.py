@@ -46,7 +46,7 @@ def _s3_target() -> tuple[str, dict[str, str]] | None:
         if not ceph.healthy():
             return None
         creds = ceph.credentials()
-    except Exception:
+    except Exception:  # noqa: BLE001 (deliberate: reported, never swallowed silently)
         return None
     return ceph.endpoint, {"AWS_ACCESS_KEY_ID": creds.access_key, "AWS_SECRET_ACCESS_KEY": creds.secret_key,
                            "AWS_DEFAULT_REGION": "us-east-1"}

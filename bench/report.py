@@ -26,7 +26,7 @@ def write_result(name: str, result: dict[str, Any], rows: list[dict[str, Any]] |
     missing = [k for k in REQUIRED_KEYS + (PIPELINE_KEYS if pipeline else ()) if k not in result]
     if missing:
         raise ValueError(f"benchmark {name} result lacks {missing}")
-    result = {"name": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    result = {"name": name, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "machine": machine(), **result}
     if rows:
         result["rows"] = rows

@@ -27,8 +27,8 @@ import uuid_utils
 from schemas.fields import FIELDS, IDENTITY_FIELDS, SCHEMA_VERSION, Field, Kind, Origin
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
-_MIN_TS = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_MAX_TS = dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)
+_MIN_TS = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MAX_TS = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 
 class InvalidEvent(ValueError):
@@ -47,12 +47,12 @@ class Enrichment:
 
 def format_timestamp(moment: dt.datetime) -> str:
     """ISO 8601 UTC with milliseconds and a Z: the one timestamp form on the wire."""
-    utc = moment.astimezone(dt.timezone.utc)
+    utc = moment.astimezone(dt.UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def now_timestamp() -> str:
-    return format_timestamp(dt.datetime.now(dt.timezone.utc))
+    return format_timestamp(dt.datetime.now(dt.UTC))
 
 
 def parse_timestamp(value: object, name: str) -> str:
@@ -61,7 +61,7 @@ def parse_timestamp(value: object, name: str) -> str:
         raise InvalidEvent(f"{name}: expected an ISO 8601 string or epoch milliseconds")
     if isinstance(value, (int, float)):
         try:
-            moment = dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc)
+            moment = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
         except (OverflowError, OSError, ValueError):
             raise InvalidEvent(f"{name}: epoch milliseconds out of range") from None
     elif isinstance(value, str):
@@ -70,7 +70,7 @@ def parse_timestamp(value: object, name: str) -> str:
         except ValueError:
             raise InvalidEvent(f"{name}: not an ISO 8601 timestamp: {value[:40]!r}") from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
+            moment = moment.replace(tzinfo=dt.UTC)
     else:
         raise InvalidEvent(f"{name}: expected an ISO 8601 string or epoch milliseconds")
     if not _MIN_TS <= moment < _MAX_TS:

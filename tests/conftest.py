@@ -8,7 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.providers import (
-    Service, clickhouse_service, kafka_service, postgres_service, redis_service, s3_service, unique_name,
+    Service,
+    clickhouse_service,
+    kafka_service,
+    postgres_service,
+    redis_service,
+    s3_service,
+    unique_name,
 )
 
 # Clients in this process talk to S3 servers that predate flexible checksums (Ceph RGW).
@@ -119,7 +125,7 @@ def worker_id(request: pytest.FixtureRequest) -> str:
     return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
 
 
-from typing import TYPE_CHECKING  # noqa: E402  (kept with the fixture that needs it)
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from infra.local.ceph import RadosGateway

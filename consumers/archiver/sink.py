@@ -55,7 +55,7 @@ class ParquetSink:
     def begin(self, batch: Batch) -> None:
         manifest = {"topic": batch.topic, "partition": batch.partition, "first": batch.first_offset,
                     "last": batch.last_offset, "rows": batch.table.num_rows,
-                    "begun_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                    "begun_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         self.store.put(manifest_key(batch.topic, batch.partition, batch.first_offset), json.dumps(manifest).encode())
 
     def write(self, batch: Batch) -> None:
@@ -90,4 +90,4 @@ def split_by_hour(table: pa.Table) -> list[tuple[dt.datetime, pa.Table]]:
 
 
 def _hour(index: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(index * 3600, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(index * 3600, dt.UTC)

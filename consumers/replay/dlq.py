@@ -57,7 +57,7 @@ def _header(message: Message, name: str) -> str:
 
 def to_dead_letter(message: Message) -> DeadLetter:
     kind, millis = message.timestamp()
-    when = dt.datetime.fromtimestamp(millis / 1000, dt.timezone.utc) if kind and millis > 0 else None
+    when = dt.datetime.fromtimestamp(millis / 1000, dt.UTC) if kind and millis > 0 else None
     origin = f"{_header(message, 'topic')}/{_header(message, 'partition')}@{_header(message, 'offset')}"
     return DeadLetter(message.partition(), message.offset(), when, _header(message, "error") or "(no reason)",
                       origin, message.value() or b"")

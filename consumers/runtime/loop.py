@@ -28,10 +28,10 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
-from collections.abc import Collection
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -276,7 +276,7 @@ class ConsumerLoop:
         buf.pending_future = None
         try:
             buf.pending_end = future.result()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (deliberate: reported, never swallowed silently)
             backoff = self._pending_backoff.setdefault(key, _Backoff())
             backoff.attempts += 1
             backoff.until = now + self._delay(backoff.attempts)
@@ -503,7 +503,7 @@ class ConsumerLoop:
             if job is not None and job.future is not None:
                 try:
                     job.future.result(timeout=self.settings.consumer_revoke_wait_s)
-                except Exception as exc:  # failed or still running: not committed either way
+                except Exception as exc:  # noqa: BLE001 (failed or still running: not committed either way)
                     log.warning("%s: in-flight write at revocation did not succeed: %r", job.identity, exc)
             self._pending_backoff.pop(key, None)
             self._paused.discard(key)

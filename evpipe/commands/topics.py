@@ -28,7 +28,7 @@ def run_create(args: argparse.Namespace) -> int:
     topics = args.topic or pipeline_topics(settings)
     try:
         result = create_topics(settings, topics, partitions=args.partitions)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (deliberate: reported, never swallowed silently)
         print(f"error: could not create topics on {settings.kafka_bootstrap_servers}: {exc}\n"
               "Is the broker running? Start the local one with `evpipe dev up`.")
         return 1

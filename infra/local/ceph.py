@@ -26,8 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.local.ceph_files import (
-    DEV_ACCESS_KEY, DEV_SECRET_KEY, MON_ID, OSD_ID, RGW_NAME, S3_USER, CephPaths, S3Credentials, conf_value,
-    read_credentials, write_cluster_files, write_credentials,
+    DEV_ACCESS_KEY,
+    DEV_SECRET_KEY,
+    MON_ID,
+    OSD_ID,
+    RGW_NAME,
+    S3_USER,
+    CephPaths,
+    S3Credentials,
+    conf_value,
+    read_credentials,
+    write_cluster_files,
+    write_credentials,
 )
 from infra.local.daemon import Daemon, StartError, free_port, port_open, start_lock
 
@@ -293,7 +303,7 @@ class LocalCeph:
         log = self.paths.log_dir / "bootstrap.log"
         try:
             result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired:
             raise StartError(f"Ceph bootstrap step '{step}' timed out after {timeout:.0f}s; "
                              f"logs in {self.paths.log_dir}") from None
@@ -338,5 +348,5 @@ def dev_credentials_work(endpoint: str) -> bool:
     try:
         client.list_buckets()
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 (deliberate: reported, never swallowed silently)
         return False

@@ -49,5 +49,5 @@ def assert_placement(table: pa.Table) -> None:
     """Every row sits in the dt=/hour= directory of its received_at."""
     received = table.column("received_at").to_pylist()
     for moment, day, hour in zip(received, table.column("dt").to_pylist(), table.column("hour").to_pylist()):
-        moment = moment.astimezone(dt.timezone.utc)
+        moment = moment.astimezone(dt.UTC)
         assert (day, hour) == (f"{moment:%Y-%m-%d}", f"{moment:%H}"), (moment, day, hour)

@@ -151,7 +151,7 @@ def test_live_migration_adds_a_column_while_old_writers_insert(
         try:
             for n in range(20):
                 old.write(batch([event(n * 100 + i) for i in range(100)], first=n * 100))
-        except BaseException as exc:  # noqa: BLE001 (surfaced below)
+        except BaseException as exc:
             errors.append(exc)
 
     writer = threading.Thread(target=keep_writing)

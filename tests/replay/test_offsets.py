@@ -22,11 +22,11 @@ PER_PARTITION = 6
 def _produce_one_by_one(settings: KafkaSettings, topic: str, partitions: int) -> dt.datetime:
     """Produce PER_PARTITION messages per partition; returns a time between the halves."""
     producer = Producer(producer_config(settings, **{"linger.ms": 0}))
-    middle = dt.datetime.now(dt.timezone.utc)
+    middle = dt.datetime.now(dt.UTC)
     for i in range(PER_PARTITION):
         if i == PER_PARTITION // 2:
             time.sleep(0.05)
-            middle = dt.datetime.now(dt.timezone.utc)
+            middle = dt.datetime.now(dt.UTC)
             time.sleep(0.05)
         for p in range(partitions):
             producer.produce(topic, value=f"{p}-{i}".encode(), partition=p)

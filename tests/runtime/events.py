@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.envelope import Enrichment, EventValidator, format_timestamp
 
-BASE = dt.datetime(2026, 11, 21, 10, 0, 0, tzinfo=dt.timezone.utc)
+BASE = dt.datetime(2026, 11, 21, 10, 0, 0, tzinfo=dt.UTC)
 _VALIDATOR = EventValidator()
 
 

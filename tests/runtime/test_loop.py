@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,11 +17,11 @@ from tests.runtime.events import committed, create_topic, events, produce, read_
 
 
 def settings(kafka: Service, dlq: str, **overrides: object) -> ConsumerSettings:
-    values: dict[str, object] = dict(
-        kafka_bootstrap_servers=kafka.url, kafka_dlq_topic=dlq, consumer_session_timeout_ms=6000,
-        consumer_batch_max_messages=400, consumer_batch_max_age_s=0.5, consumer_retry_initial_s=0.1,
-        consumer_retry_max_s=0.5, consumer_lag_interval_s=1.0,
-    )
+    values: dict[str, object] = {
+        "kafka_bootstrap_servers": kafka.url, "kafka_dlq_topic": dlq, "consumer_session_timeout_ms": 6000,
+        "consumer_batch_max_messages": 400, "consumer_batch_max_age_s": 0.5, "consumer_retry_initial_s": 0.1,
+        "consumer_retry_max_s": 0.5, "consumer_lag_interval_s": 1.0,
+    }
     values.update(overrides)
     return ConsumerSettings(**values)  # type: ignore[arg-type]
 
@@ -74,7 +75,7 @@ def test_consumes_every_event_once_and_dead_letters_poison(kafka: Service, topic
     # every batch covers a contiguous offset range and no two overlap
     for partition in range(3):
         ranges = sorted((b.first_offset, b.last_offset) for b in sink.batches.values() if b.partition == partition)
-        assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(ranges))
     dead = read_all(kafka.url, dlq, 1)
     assert len(dead) == 1
     headers = dict(dead[0].headers())
@@ -96,7 +97,7 @@ def test_reforms_a_begun_batch_exactly(kafka: Service, topic: str) -> None:
     ranges = sorted((b.first_offset, b.last_offset) for b in sink.batches.values())
     assert ranges[0] == (0, 122)
     assert ranges[1][0] == 123 and ranges[-1][1] == 999
-    assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(ranges))
 
 
 def test_stop_flushes_what_is_buffered(kafka: Service, topic: str) -> None:
@@ -157,4 +158,4 @@ def test_rebalance_between_two_members_loses_and_doubles_nothing(kafka: Service,
     assert len(ids) == 8000 and set(ids) == {e for _, _, e, _ in generated}
     for partition in range(4):
         ranges = sorted((b.first_offset, b.last_offset) for b in sink.batches.values() if b.partition == partition)
-        assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:])), f"overlap or gap on {partition}"
+        assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(ranges)), f"overlap or gap on {partition}"
