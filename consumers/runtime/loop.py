@@ -334,7 +334,7 @@ class ConsumerLoop:
         job.poison = parsed.poison
         job.dead_lettered = not parsed.poison
         job.batch = Batch(cut.topic, cut.partition, cut.first_offset, cut.last_offset, parsed.table, cut.nbytes)
-        cut.messages = []  # the table holds the data now
+        cut.values = []  # the table holds the data now: free the raw values while the batch is written
 
     def _write(self, job: Job) -> None:
         """Writer thread: dead-letter, begin, write. The only thread that calls the sink."""
