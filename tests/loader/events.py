@@ -47,33 +47,6 @@ def messages(events: Iterable[dict[str, Any]]) -> Iterator[tuple[bytes, bytes]]:
         yield kafka_key(e), orjson.dumps(e)
 
 
-def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 5000,
-                         "queue.buffering.max.messages": 1_000_000})
-    count = 0
-    for key, value in items:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        count += 1
-        if count % 10000 == 0:
-            producer.poll(0)
-    assert producer.flush(60) == 0, "producer did not deliver everything"
-    return count
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    from evpipe.kafka import create_topics
-    from evpipe.settings import KafkaSettings
-
-    create_topics(KafkaSettings(kafka_bootstrap_servers=bootstrap), [topic], partitions=partitions)
-
-
 def counts(client: Any, database: str) -> tuple[int, int]:
     """(count(), uniqExact(event_id)) of the events table, without FINAL."""
     row = client.query(f"SELECT count(), uniqExact(event_id) FROM `{database}`.events").result_rows[0]

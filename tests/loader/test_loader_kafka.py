@@ -16,9 +16,10 @@ from consumers.loader.app import Loader
 from consumers.loader.settings import LoaderSettings
 from evpipe.settings import load
 from schemas.envelope import format_timestamp
-from tests.loader.events import BASE, create_topic, event, messages, produce
+from tests.loader.events import BASE, event, messages
 from tests.loader.harness import LoaderProcess, Target, loader_env, read_dead_letters
 from tests.providers import Service, unique_name
+from tests.runtime.events import create_topic, produce
 
 pytestmark = pytest.mark.slow
 
