@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
@@ -26,7 +27,7 @@ def embedded_path(url: str, state_dir: Path) -> Path | None:
     return None
 
 
-def connect(url: str, state_dir: Path = Path(".evpipe"), **kwargs: object) -> Client:
+def connect(url: str, state_dir: Path = Path(".evpipe"), **kwargs: Any) -> Client:
     path = embedded_path(url, state_dir)
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)

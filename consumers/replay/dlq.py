@@ -49,9 +49,9 @@ class RedriveSummary:
 
 
 def _header(message: Message, name: str) -> str:
-    for key, value in message.headers() or []:
+    for key, value in list(message.headers() or []):
         if key == name and value is not None:
-            return value.decode(errors="replace")
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     return ""
 
 
@@ -59,7 +59,7 @@ def to_dead_letter(message: Message) -> DeadLetter:
     kind, millis = message.timestamp()
     when = dt.datetime.fromtimestamp(millis / 1000, dt.UTC) if kind and millis > 0 else None
     origin = f"{_header(message, 'topic')}/{_header(message, 'partition')}@{_header(message, 'offset')}"
-    return DeadLetter(message.partition(), message.offset(), when, _header(message, "error") or "(no reason)",
+    return DeadLetter(message.partition() or 0, message.offset() or 0, when, _header(message, "error") or "(no reason)",
                       origin, message.value() or b"")
 
 

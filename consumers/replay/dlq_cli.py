@@ -34,7 +34,8 @@ def run_show(args: argparse.Namespace) -> int:
     from evpipe.table import render_table
 
     settings = load(KafkaSettings)
-    rows, total, matched = [], 0, 0
+    rows: list[dict[str, object]] = []
+    total = matched = 0
     try:
         for letter, is_match in dead_letters(settings, args.topic or settings.kafka_dlq_topic, args.since, args.filter):
             total += 1

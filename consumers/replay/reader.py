@@ -45,7 +45,7 @@ def read_topic(settings: KafkaSettings, topic: str, since: dt.datetime | None = 
             messages = consumer.consume(500, 0.2)
             for message in messages:
                 if message.error() is None:
-                    position[message.partition()] = message.offset()
+                    position[message.partition() or 0] = message.offset() or 0
                     yield message
             if messages:
                 last_message = time.monotonic()

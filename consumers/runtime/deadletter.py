@@ -32,7 +32,7 @@ class DeadLetters:
                 errors.append(err)
 
         for item in poison:
-            headers = [
+            headers: list[tuple[str, str | bytes | None]] = [
                 ("error", item.error.encode()),
                 ("topic", origin_topic.encode()),
                 ("partition", str(partition).encode()),

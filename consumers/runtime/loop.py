@@ -217,21 +217,25 @@ class ConsumerLoop:
             return
         if any(map(Message.error, messages)):
             for msg in messages:
-                if msg.error() is not None:
-                    self._consume_error(msg.error())
+                err = msg.error()
+                if err is not None:
+                    self._consume_error(err)
             messages = [m for m in messages if m.error() is None]
         topics = set(map(Message.topic, messages))
         for topic in topics:
             of_topic = messages if len(topics) == 1 else [m for m in messages if m.topic() == topic]
             # librdkafka hands out fetched runs per partition; regroup in case runs interleave
             groups: dict[int, list[Message]] = {}
+            # The stubs type topic/partition/offset/value as optional; for a message without
+            # an error, librdkafka always sets them.
             for partition, run in itertools.groupby(of_topic, Message.partition):
-                groups.setdefault(partition, []).extend(run)
+                groups.setdefault(partition, []).extend(run)  # type: ignore[arg-type]
             for partition, group in groups.items():
-                buf = self._buffers.get((topic, partition))
+                buf = self._buffers.get((topic, partition))  # type: ignore[arg-type]
                 if buf is None:
                     continue  # revoked while the message was queued: its new owner reads it
-                added = buf.extend(list(map(Message.offset, group)), list(map(Message.value, group)))
+                added = buf.extend(list(map(Message.offset, group)),  # type: ignore[arg-type]
+                                   list(map(Message.value, group)))  # type: ignore[arg-type]
                 if added:
                     metrics.MESSAGES.labels(topic).inc(added)
                     self.stats.consumed += added
@@ -307,7 +311,7 @@ class ConsumerLoop:
                     error = job.future.exception()
                     job.future = None
                     if error is not None:
-                        self._failed(key, job, error)
+                        self._failed(key, job, error)  # type: ignore[arg-type]  # stages raise Exceptions
                     elif job.written:
                         done.append((key, job))
                     else:

@@ -138,7 +138,10 @@ def test_buffer_cap_bounds_memory(kafka: Service, topic: str) -> None:
 
 @pytest.mark.slow
 def test_rebalance_between_two_members_loses_and_doubles_nothing(kafka: Service, topic: str) -> None:
-    """A second member joins mid-stream (cooperative revocation of half the partitions), then leaves."""
+    """A second member joins mid-stream (cooperative revocation of half the partitions), then leaves.
+
+    Generous waits: each rebalance takes ~half the session timeout on Tansu, longer on a loaded box.
+    """
     dlq = unique_name("dlq")
     create_topic(kafka.url, topic, 4)
     generated = list(events(8000))
@@ -148,12 +151,12 @@ def test_rebalance_between_two_members_loses_and_doubles_nothing(kafka: Service,
     slow = settings(kafka, dlq, consumer_batch_max_messages=200, consumer_poll_messages=100)
     first, second = ConsumerLoop(slow, sink, group, [topic]), ConsumerLoop(slow, sink, group, [topic])
     with running(first):
-        wait_for(lambda: sink.rows() > 0)
+        wait_for(lambda: sink.rows() > 0, timeout=180)
         with running(second):
             produce(kafka.url, topic, [(k, v) for k, v, _, _ in generated[4000:]])
-            wait_for(lambda: bool(second.stats.assigned) and second.stats.rows > 0)
-        wait_for(lambda: sink.rows() >= 8000)
-        wait_for(lambda: sum(committed(kafka.url, group, topic, 4).values()) == 8000)
+            wait_for(lambda: bool(second.stats.assigned) and second.stats.rows > 0, timeout=180)
+        wait_for(lambda: sink.rows() >= 8000, timeout=180)
+        wait_for(lambda: sum(committed(kafka.url, group, topic, 4).values()) == 8000, timeout=180)
     ids = sink.table().column("event_id").to_pylist()
     assert len(ids) == 8000 and set(ids) == {e for _, _, e, _ in generated}
     for partition in range(4):
