@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.kafka import bench_kafka
 from bench.loader import PARTITIONS, _produce, _raw_consume, _values
 from bench.report import write_result
 
@@ -127,59 +128,46 @@ def run(quick: bool) -> dict[str, Any]:
     from consumers.archiver.settings import ArchiverSettings
     from evpipe.kafka import create_topics
     from evpipe.settings import KafkaSettings
-    from infra.local.broker import LocalBroker
-    from infra.local.daemon import free_port
-
     n = 300_000 if quick else 1_000_000
     tag = uuid.uuid4().hex[:8]
     topic = f"bench_archiver_{tag}"
     s3 = _s3_target()
     rows: list[dict[str, Any]] = []
     timings: dict[str, tuple[float, int]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-archiver-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-archiver-") as tmp, bench_kafka(Path(tmp)) as bootstrap:
         workdir = Path(tmp)
-        broker = None
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
-        if not bootstrap:
-            broker = LocalBroker(workdir / "broker", free_port())
-            broker.ensure()
-            bootstrap = broker.bootstrap
-        try:
-            create_topics(KafkaSettings(kafka_bootstrap_servers=bootstrap), [topic, f"{topic}.dlq"],
-                          partitions=PARTITIONS)
-            print(f"producing {n:,} events to {PARTITIONS} partitions ...", flush=True)
-            _produce(bootstrap, topic, _values(n))
-            print("raw consume-only ceiling ...", flush=True)
-            consume_s = _raw_consume(bootstrap, topic, n)
-            targets = [("local directory", str(workdir / "archive"), "")]
-            if s3 is not None:
-                endpoint, creds = s3
-                os.environ.update(creds)
-                os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
-                os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "WHEN_REQUIRED")
-                bucket = f"bench-archiver-{tag}"
-                _s3_bucket(endpoint, bucket)
-                targets.append(("S3 (Ceph RGW)", f"s3://{bucket}/archive", endpoint))
-            for label, uri, endpoint in targets:
-                print(f"archiver -> {label} ...", flush=True)
-                gc.collect()  # start each timed run from a clean heap
-                settings = ArchiverSettings(
-                    kafka_bootstrap_servers=bootstrap, kafka_topic=topic, kafka_dlq_topic=f"{topic}.dlq",
-                    archiver_group=f"bench-archiver-{uuid.uuid4().hex[:8]}", archive_uri=uri,
-                    s3_endpoint_url=endpoint, metrics_port=0, consumer_session_timeout_ms=6000,
-                    consumer_batch_max_messages=BATCH_MESSAGES, consumer_batch_max_age_s=0.1,
-                )
-                seconds, loop = _run_archiver(settings, uri, n)
-                stored, distinct = _count(uri, endpoint)
-                if stored != n or distinct != n:
-                    raise RuntimeError(f"{label}: archive holds {stored} rows ({distinct} distinct) of {n}")
-                timings[label] = (seconds, loop.stats.committed_batches)
-            print("parse references ...", flush=True)
-            parse_s = _parse_only(n)
-            naive_s = _naive_parse(n)
-        finally:
-            if broker is not None:
-                broker.stop()
+        create_topics(KafkaSettings(kafka_bootstrap_servers=bootstrap), [topic, f"{topic}.dlq"],
+                      partitions=PARTITIONS)
+        print(f"producing {n:,} events to {PARTITIONS} partitions ...", flush=True)
+        _produce(bootstrap, topic, _values(n))
+        print("raw consume-only ceiling ...", flush=True)
+        consume_s = _raw_consume(bootstrap, topic, n)
+        targets = [("local directory", str(workdir / "archive"), "")]
+        if s3 is not None:
+            endpoint, creds = s3
+            os.environ.update(creds)
+            os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
+            os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "WHEN_REQUIRED")
+            bucket = f"bench-archiver-{tag}"
+            _s3_bucket(endpoint, bucket)
+            targets.append(("S3 (Ceph RGW)", f"s3://{bucket}/archive", endpoint))
+        for label, uri, endpoint in targets:
+            print(f"archiver -> {label} ...", flush=True)
+            gc.collect()  # start each timed run from a clean heap
+            settings = ArchiverSettings(
+                kafka_bootstrap_servers=bootstrap, kafka_topic=topic, kafka_dlq_topic=f"{topic}.dlq",
+                archiver_group=f"bench-archiver-{uuid.uuid4().hex[:8]}", archive_uri=uri,
+                s3_endpoint_url=endpoint, metrics_port=0, consumer_session_timeout_ms=6000,
+                consumer_batch_max_messages=BATCH_MESSAGES, consumer_batch_max_age_s=0.1,
+            )
+            seconds, loop = _run_archiver(settings, uri, n)
+            stored, distinct = _count(uri, endpoint)
+            if stored != n or distinct != n:
+                raise RuntimeError(f"{label}: archive holds {stored} rows ({distinct} distinct) of {n}")
+            timings[label] = (seconds, loop.stats.committed_batches)
+        print("parse references ...", flush=True)
+        parse_s = _parse_only(n)
+        naive_s = _naive_parse(n)
     ceiling = n / consume_s
     rows.append({"step": "raw consume-only (ceiling)", "events": n, "seconds": round(consume_s, 2),
                  "events_per_s": round(ceiling), "ratio": 1.0})

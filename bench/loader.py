@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from bench.kafka import bench_kafka
 from bench.report import write_result
 
 BATCH_ROWS = 50_000
@@ -168,20 +169,11 @@ def run(quick: bool) -> dict[str, Any]:
     from evpipe.clickhouse import connect
     from evpipe.kafka import create_topics
     from evpipe.settings import KafkaSettings
-    from infra.local.broker import LocalBroker
-    from infra.local.daemon import free_port
-
     n = 100_000 if quick else 500_000
     tag = uuid.uuid4().hex[:8]
     topic, database = f"bench_loader_{tag}", f"bench_loader_{tag}"
-    with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp, bench_kafka(Path(tmp)) as bootstrap:
         workdir = Path(tmp)
-        broker = None
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
-        if not bootstrap:
-            broker = LocalBroker(workdir / "broker", free_port())
-            broker.ensure()
-            bootstrap = broker.bootstrap
         ch_url = os.environ.get("CLICKHOUSE_URL") or f"chdb://{workdir / 'clickhouse'}"
         client = connect(ch_url)
         try:
@@ -214,8 +206,6 @@ def run(quick: bool) -> dict[str, Any]:
         finally:
             for db in (database, f"{database}_raw"):
                 client.command(f"DROP DATABASE IF EXISTS `{db}`")
-            if broker is not None:
-                broker.stop()
     if stored != n or distinct != n:
         raise RuntimeError(f"loader stored {stored} rows ({distinct} distinct) of {n}")
     ceiling, raw_insert, measured = n / consume_s, n / insert_s, n / loader_s
