@@ -31,6 +31,7 @@ from typing import Any
 from bench.kafka import bench_kafka
 from bench.loader import PARTITIONS, _produce, _raw_consume, _values
 from bench.report import write_result
+from consumers.runtime.gctune import DEFAULT_GEN0_THRESHOLD, tune_for_throughput
 
 BATCH_MESSAGES = 20_000
 
@@ -129,6 +130,8 @@ def run(quick: bool) -> dict[str, Any]:
     from evpipe.kafka import create_topics
     from evpipe.settings import KafkaSettings
     n = 300_000 if quick else 1_000_000
+    # The consumer processes' collector policy, applied before the baselines too, so they run under it as well.
+    tune_for_throughput(DEFAULT_GEN0_THRESHOLD)
     tag = uuid.uuid4().hex[:8]
     topic = f"bench_archiver_{tag}"
     s3 = _s3_target()

@@ -30,6 +30,7 @@ import orjson
 
 from bench.kafka import bench_kafka
 from bench.report import write_result
+from consumers.runtime.gctune import DEFAULT_GEN0_THRESHOLD, tune_for_throughput
 
 BATCH_ROWS = 50_000
 # A finite backlog ends in part-filled batches that would wait for the 1 s age cut (a latency
@@ -170,6 +171,8 @@ def run(quick: bool) -> dict[str, Any]:
     from evpipe.kafka import create_topics
     from evpipe.settings import KafkaSettings
     n = 100_000 if quick else 500_000
+    # The consumer processes' collector policy, applied before the baselines too, so they run under it as well.
+    tune_for_throughput(DEFAULT_GEN0_THRESHOLD)
     tag = uuid.uuid4().hex[:8]
     topic, database = f"bench_loader_{tag}", f"bench_loader_{tag}"
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp, bench_kafka(Path(tmp)) as bootstrap:

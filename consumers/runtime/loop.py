@@ -39,6 +39,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from consumers.runtime import metrics
 from consumers.runtime.buffer import Cut, FlushPolicy, PartitionBuffer
 from consumers.runtime.deadletter import DeadLetters
+from consumers.runtime.gctune import tune_for_throughput
 from consumers.runtime.parse import Poison, parse_values
 from consumers.runtime.settings import ConsumerSettings
 from consumers.runtime.sink import Batch, Sink
@@ -133,6 +134,7 @@ class ConsumerLoop:
         self._stop.set()
 
     def run(self) -> None:
+        tune_for_throughput(self.settings.consumer_gc_gen0_threshold)
         metrics.serve(self.settings.metrics_port)
         restore = self._install_signals()
         config = consumer_config(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from consumers.runtime.gctune import DEFAULT_GEN0_THRESHOLD
 from evpipe.settings import KafkaSettings
 
 
@@ -42,6 +43,11 @@ class ConsumerSettings(KafkaSettings):
     )
     consumer_revoke_wait_s: float = Field(
         120.0, ge=0, description="On revocation, how long to wait for a batch being written to finish."
+    )
+    consumer_gc_gen0_threshold: int = Field(
+        DEFAULT_GEN0_THRESHOLD, ge=0,
+        description="Python's young-generation GC threshold for this process (0: Python's default of 700); "
+        "the default keeps the collector from walking the heap every few hundred consumed messages.",
     )
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus /metrics server (0: off).")
     consumer_low_priority_max_live_lag: int = Field(

@@ -153,7 +153,15 @@ def test_rebalance_between_two_members_loses_and_doubles_nothing(kafka: Service,
     with running(first):
         wait_for(lambda: sink.rows() > 0, timeout=180)
         with running(second):
-            produce(kafka.url, topic, [(k, v) for k, v, _, _ in generated[4000:]])
+            # Trickled in until the second member writes: produced at once, the first member could
+            # drain it all before the (slow, on Tansu) rebalance hands the second its share.
+            rest = [(k, v) for k, v, _, _ in generated[4000:]]
+            deadline = time.monotonic() + 180
+            while rest and not (second.stats.assigned and second.stats.rows) and time.monotonic() < deadline:
+                produce(kafka.url, topic, rest[:100])
+                del rest[:100]
+                time.sleep(0.5)
+            produce(kafka.url, topic, rest)
             wait_for(lambda: bool(second.stats.assigned) and second.stats.rows > 0, timeout=180)
         wait_for(lambda: sink.rows() >= 8000, timeout=180)
         wait_for(lambda: sum(committed(kafka.url, group, topic, 4).values()) == 8000, timeout=180)
