@@ -13,7 +13,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from schemas.envelope import InvalidEvent, format_timestamp
+from schemas.envelope import InvalidEvent, format_timestamp, is_uuid
 
 CALLS = ("track", "identify", "page", "screen", "group", "alias")
 # analytics.js posts to one-letter paths (/v1/t, /v1/b, ...) with text/plain bodies to skip CORS preflights.
@@ -88,7 +88,7 @@ def _context(message: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
     for name in ("integrations", "channel"):
         if message.get(name) is not None:
             context[name] = message[name]
-    if isinstance(message.get("messageId"), str) and not _is_uuid(message["messageId"]):
+    if isinstance(message.get("messageId"), str) and not is_uuid(message["messageId"]):
         context["message_id"] = message["messageId"]
     return context
 
@@ -102,18 +102,10 @@ def _object(holder: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _event_id(message_id: object, source_id: str) -> str:
     if not isinstance(message_id, str) or not message_id:
         raise InvalidEvent("messageId: expected a non-empty string")
-    if _is_uuid(message_id):
+    if is_uuid(message_id):
         return message_id
     # analytics.js sends ids like "ajs-next-<hash>": derive a stable UUID so a retry dedupes.
     return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{source_id}\x00{message_id}"))
