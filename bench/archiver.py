@@ -33,7 +33,7 @@ from bench.loader import PARTITIONS, _produce, _raw_consume, _values
 from bench.report import write_result
 from consumers.runtime.gctune import DEFAULT_GEN0_THRESHOLD, tune_for_throughput
 
-BATCH_MESSAGES = 20_000
+BATCH_MESSAGES = 50_000  # events per file; production files are larger (1M events or 64 MiB)
 
 
 def _s3_target() -> tuple[str, dict[str, str]] | None:

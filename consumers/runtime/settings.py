@@ -30,7 +30,11 @@ class ConsumerSettings(KafkaSettings):
         256 * 1024 * 1024, ge=1024,
         description="Global cap on buffered message bytes: over it, partitions pause and the largest buffers flush.",
     )
-    consumer_poll_messages: int = Field(10_000, ge=1, description="Messages fetched per consume() call.")
+    consumer_poll_messages: int = Field(
+        1_000, ge=1,
+        description="Messages taken per consume() call. confluent-kafka builds them holding the GIL, so a large "
+        "value stalls the parser and writer threads; 500-1,000 measured fastest (10,000: 25 % slower).",
+    )
     consumer_parse_threads: int = Field(
         1, ge=1, le=32,
         description="Threads parsing batches (JSON -> Arrow) in parallel; raise it on hosts with spare cores.",
