@@ -26,7 +26,7 @@ def tune_for_throughput(gen0_threshold: int) -> None:
     """Apply the consumer's collector policy (``gen0_threshold`` <= 0 keeps Python's defaults)."""
     if gen0_threshold <= 0:
         return
-    _gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(gen0_threshold, _gen0), gen1, gen2)
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0_threshold, gen0), gen1, gen2)
     gc.collect()
     gc.freeze()
