@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.name:
         print(f"==> bench {args.name}{' (quick)' if args.quick else ''}", flush=True)
-        importlib.import_module(f"bench.{args.name}").run(quick=args.quick)
+        try:
+            importlib.import_module(f"bench.{args.name}").run(quick=args.quick)
+        except RuntimeError as exc:  # a missing tool or a failed check: the message says which
+            print(f"error: bench {args.name}: {exc}", file=sys.stderr)
+            return 1
         return 0
     # All of them: each in its own process, because the embedded ClickHouse engine
     # allows one data path per process, and one failure must not hide the others.
