@@ -161,3 +161,18 @@ def test_fields_are_well_formed() -> None:
     assert len(names) == len(set(names))
     for f in FIELDS:
         assert dataclasses.is_dataclass(f) and f.doc
+
+
+def test_per_request_template_follows_the_enrichment_and_never_shares_per_event_values() -> None:
+    """The validator caches what a request's events share; a new request must not see the last one's values."""
+    validator = EventValidator()
+    other = Enrichment(source_id="other", received_at="2026-11-21T11:00:00.000Z", ip=None, user_agent=None)
+    first = [validator.normalize({"type": "t", "user_id": "u"}, ENRICH) for _ in range(3)]
+    second = validator.normalize({"type": "t", "user_id": "u"}, other)
+    again = validator.normalize({"type": "t", "anonymous_id": "a", "context": {"k": 1}}, ENRICH)
+    assert len({e["event_id"] for e in [*first, second, again]}) == 5  # a fresh UUIDv7 per event
+    assert {e["source_id"] for e in first} == {"src"} and second["source_id"] == "other"
+    assert second["received_at"] == "2026-11-21T11:00:00.000Z" and orjson.loads(second["context"]) == {}
+    assert again["received_at"] == ENRICH.received_at and again["user_id"] is None
+    assert orjson.loads(again["context"]) == {"k": 1, "ip": "10.0.0.1", "user_agent": "ua/1"}
+    assert first[0]["user_id"] == "u" and first[0]["anonymous_id"] is None
