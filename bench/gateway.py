@@ -5,7 +5,10 @@
 2. The gateway's CPU floor: parsing and validating the same events in-process (no HTTP, no Kafka).
 3. The gateway (`evpipe gateway`, one uvicorn worker, Kafka backend) under
    wrk on loopback: batches of 100 events, then single events at 256 connections.
-4. The load generator's own ceiling: wrk against GET /healthz of the same server.
+4. The floor under any one-worker gateway (``bench.gateway_floor``): the same
+   uvicorn server and Kafka backend answering each batch of 100 by producing
+   pre-encoded events, with no parsing or validation, under the same wrk load.
+5. The load generator's own ceiling: wrk against GET /healthz of the same server.
 
 Every 2xx counted was answered after the broker acknowledged all its events;
 the accepted-events counter from /metrics is checked against wrk's count.
@@ -133,6 +136,26 @@ def wrk(url: str, body: Path | None, connections: int, seconds: int, workdir: Pa
             "req_per_s": ok / (duration_us / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000}
 
 
+def _floor(env: dict[str, str], port: int, body: Path, seconds: int, workdir: Path) -> dict[str, float]:
+    """wrk against ``bench.gateway_floor`` (HTTP in, durable produce out, no parse or validation)."""
+    from infra.local.daemon import port_open, terminate
+
+    proc = subprocess.Popen([sys.executable, "-m", "bench.gateway_floor"], env=env, cwd=REPO)
+    try:
+        while not port_open("127.0.0.1", port):
+            if proc.poll() is not None:
+                raise RuntimeError("the floor app exited at start")
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/v1/events"
+        wrk(url, body, 16, 2, workdir)  # warm-up
+        result = wrk(url, body, 64, seconds, workdir)
+    finally:
+        terminate(proc.pid, 30)
+    if result["non_2xx"] or result["socket_errors"]:
+        raise RuntimeError(f"floor app: {result['non_2xx']} non-2xx answers, {result['socket_errors']} socket errors")
+    return result
+
+
 def accepted_total(url: str) -> float:
     import httpx
 
@@ -192,6 +215,8 @@ def run(quick: bool) -> dict[str, Any]:
                 sampler.running = False
             finally:
                 terminate(proc.pid, 30)
+            print(f"floor: HTTP + durable produce only, batches of 100, 64 connections, {seconds}s ...", flush=True)
+            floor = _floor(env, port, batch_body, seconds, workdir)
         finally:
             broker.stop()
     # wrk stops counting at the end of the run while up to one request per connection is still answered.
@@ -207,6 +232,9 @@ def run(quick: bool) -> dict[str, Any]:
         {"path": "gateway batch=100 c=64", "events_per_s": batch_eps, "req_per_s": batch["req_per_s"],
          "p50_ms": batch["p50_ms"], "p99_ms": batch["p99_ms"], "non_2xx": batch["non_2xx"],
          "rss_mib": sampler.peak_mib},
+        {"path": "floor: HTTP + produce, no parse/validate, batch=100 c=64", "events_per_s": floor["req_per_s"] * 100,
+         "req_per_s": floor["req_per_s"], "p50_ms": floor["p50_ms"], "p99_ms": floor["p99_ms"],
+         "non_2xx": floor["non_2xx"], "rss_mib": ""},
         {"path": "gateway single c=256", "events_per_s": single["req_per_s"], "req_per_s": single["req_per_s"],
          "p50_ms": single["p50_ms"], "p99_ms": single["p99_ms"], "non_2xx": single["non_2xx"],
          "rss_mib": sampler.peak_mib},
@@ -217,7 +245,8 @@ def run(quick: bool) -> dict[str, Any]:
         "events_per_s": batch_eps, "baseline_events_per_s": ceiling, "ratio": batch_eps / ceiling,
         "single_req_per_s": single["req_per_s"], "single_p99_ms": single["p99_ms"],
         "batch_p50_ms": batch["p50_ms"], "batch_p99_ms": batch["p99_ms"], "healthz_req_per_s": health["req_per_s"],
-        "rss_peak_mib": sampler.peak_mib, "validation_events_per_s": validation, "quick": quick, "cpus": os.cpu_count(),
+        "rss_peak_mib": sampler.peak_mib, "validation_events_per_s": validation,
+        "floor_events_per_s": floor["req_per_s"] * 100, "floor_ratio": floor["req_per_s"] * 100 / ceiling, "quick": quick, "cpus": os.cpu_count(),
     }
     write_result("gateway", result, rows)
     return result

@@ -16,6 +16,7 @@ from types import FrameType
 
 import uvicorn
 
+from evpipe.gctune import tune_for_throughput
 from evpipe.settings import ConfigError
 from gateway.app import Gateway, create_app
 from gateway.auth import KeyConfigError
@@ -60,5 +61,6 @@ def serve(settings: GatewaySettings) -> int:
         timeout_graceful_shutdown=max(5, int(settings.gateway_deadline_s) + 5),
     )
     server = DrainingServer(config, app.state.gateway, settings.gateway_drain_s)
+    tune_for_throughput(settings.gateway_gc_gen0_threshold)  # after start-up: what was built so far is frozen
     server.run()
     return 0

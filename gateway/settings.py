@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from evpipe.gctune import DEFAULT_GEN0_THRESHOLD
 from evpipe.settings import KafkaSettings, PostgresSettings, RedisSettings
 
 DEV_API_KEYS = "dev-key=dev"
@@ -60,4 +61,9 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings):
     )
     gateway_postgres_table: str = Field("events", description="Postgres backend: table events are inserted into.")
     gateway_postgres_pool_size: int = Field(4, ge=1, description="Postgres backend: connections in the pool.")
+    gateway_gc_gen0_threshold: int = Field(
+        DEFAULT_GEN0_THRESHOLD, ge=0,
+        description="Python's young-generation GC threshold for this process (0: Python's default of 700); "
+        "the default keeps the collector from walking the parsed bodies of every request in flight.",
+    )
     gateway_log_level: str = Field("info", description="Log level: debug, info, warning, error.")

@@ -39,10 +39,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from consumers.runtime import metrics
 from consumers.runtime.buffer import Cut, FlushPolicy, PartitionBuffer
 from consumers.runtime.deadletter import DeadLetters
-from consumers.runtime.gctune import tune_for_throughput
 from consumers.runtime.parse import Poison, parse_values
 from consumers.runtime.settings import ConsumerSettings
 from consumers.runtime.sink import Batch, Sink
+from evpipe.gctune import tune_for_throughput
 from evpipe.kafka import consumer_config, producer_config
 
 log = logging.getLogger("evpipe.consumer")

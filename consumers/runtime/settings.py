@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from consumers.runtime.gctune import DEFAULT_GEN0_THRESHOLD
+from evpipe.gctune import DEFAULT_GEN0_THRESHOLD
 from evpipe.settings import KafkaSettings
 
 

@@ -60,3 +60,15 @@ def test_client_ip_walks_forwarded_for_past_trusted_hops() -> None:
     assert resolver.resolve("10.0.0.1", "not-an-ip") == "10.0.0.1"
     assert resolver.resolve("10.0.0.1", None) == "10.0.0.1"
     assert ClientIp([]).resolve("10.0.0.1", "203.0.113.5") == "10.0.0.1"
+
+
+@pytest.mark.parametrize("threshold", [0, 40_000])
+def test_serve_applies_the_collector_policy_after_start_up(monkeypatch: pytest.MonkeyPatch, threshold: int) -> None:
+    from gateway import server
+    from gateway.settings import GatewaySettings
+
+    applied: list[int] = []
+    monkeypatch.setattr(server, "tune_for_throughput", applied.append)
+    monkeypatch.setattr(server.DrainingServer, "run", lambda self: applied.append(-1))
+    assert server.serve(GatewaySettings(gateway_gc_gen0_threshold=threshold, gateway_log_level="warning")) == 0
+    assert applied == [threshold, -1]  # tuned once, before serving

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumers.runtime.gctune import tune_for_throughput
+from evpipe.gctune import tune_for_throughput
 
 
 @pytest.fixture
