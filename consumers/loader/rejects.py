@@ -25,14 +25,14 @@ def wire_values(rows: pa.Table) -> list[bytes]:
 class DeadLetterRows:
     """The sink's ``dead_letter`` callback, producing through the runtime's dead-letter producer.
 
-    A batch does not carry each row's offset, so the ``offset`` header holds
-    the batch's first offset and the error names the whole range.
+    Each dead letter's ``offset`` header is its own row's Kafka offset, so
+    ``evpipe dlq`` and an operator can find the original message.
     """
 
     def __init__(self, dead_letters: DeadLetters) -> None:
         self.dead_letters = dead_letters
 
-    def __call__(self, batch: Batch, rows: pa.Table, error: str) -> None:
+    def __call__(self, batch: Batch, rows: pa.Table, offsets: list[int], error: str) -> None:
         reason = f"rejected by ClickHouse (batch {batch.identity}): {error}"
-        poison = [Poison(batch.first_offset, value, reason) for value in wire_values(rows)]
+        poison = [Poison(offset, value, reason) for offset, value in zip(offsets, wire_values(rows), strict=True)]
         self.dead_letters.send(batch.topic, batch.partition, poison)

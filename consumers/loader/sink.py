@@ -52,7 +52,8 @@ from consumers.runtime.sink import Batch
 from schemas.clickhouse import clickhouse_columns
 from schemas.fields import FIELDS, Field
 
-DeadLetter = Callable[[Batch, pa.Table, str], None]
+# (batch, rejected rows, their Kafka offsets, the error ClickHouse gave)
+DeadLetter = Callable[[Batch, pa.Table, list[int], str], None]
 
 # ClickHouse error codes that mean "this data cannot go in", as opposed to
 # "the server is unavailable or overloaded" (which the runtime retries).
@@ -201,10 +202,10 @@ class ClickHouseSink:
     def _write_staged(self, batch: Batch, rows: pa.Table) -> tuple[int, int, int]:
         """Stage the rows, dead-letter the rejected ones, insert those not loaded before (once each)."""
         self.client.command(f"TRUNCATE TABLE {self.stage}")
-        rejected = self._stage_rows(rows)
-        for bad_rows, error in rejected:
-            self._dead_letter(batch, bad_rows, error)
-        n_rejected = sum(bad.num_rows for bad, _ in rejected)
+        rejected = self._stage_rows(rows, 0)
+        for start, bad_rows, error in rejected:
+            self._dead_letter(batch, bad_rows, batch.row_offsets(start, bad_rows.num_rows), error)
+        n_rejected = sum(bad.num_rows for _, bad, _ in rejected)
         names = ", ".join(f"`{name}`" for name in rows.column_names)
         fresh = f"{self.stage} WHERE event_id NOT IN " \
                 f"(SELECT event_id FROM {self.tables.event_ids} WHERE event_id IN (SELECT event_id FROM {self.stage}))"
@@ -231,8 +232,9 @@ class ClickHouseSink:
         present = set(table.column_names)
         return table.select([f.name for f in self.fields if f.name in present])
 
-    def _stage_rows(self, rows: pa.Table) -> list[tuple[pa.Table, str]]:
-        """Insert rows into the stage; returns the rejected ones, isolated by bisection, with the error."""
+    def _stage_rows(self, rows: pa.Table, start: int) -> list[tuple[int, pa.Table, str]]:
+        """Insert rows into the stage; returns the rejected ones, isolated by bisection, with their index
+        in the batch (``rows`` begins at row ``start``) and the error."""
         try:
             self.client.insert_arrow(self.stage, rows)
             return []
@@ -240,17 +242,17 @@ class ClickHouseSink:
             if not is_data_error(exc):
                 raise
             if rows.num_rows == 1:
-                return [(rows, _short(exc))]
+                return [(start, rows, _short(exc))]
         middle = rows.num_rows // 2
-        return self._stage_rows(rows.slice(0, middle)) + self._stage_rows(rows.slice(middle))
+        return self._stage_rows(rows.slice(0, middle), start) + self._stage_rows(rows.slice(middle), start + middle)
 
-    def _dead_letter(self, batch: Batch, rows: pa.Table, error: str) -> None:
+    def _dead_letter(self, batch: Batch, rows: pa.Table, offsets: list[int], error: str) -> None:
         if self.dead_letter is None:
             raise UndeliverableRows(
                 f"ClickHouse rejected {rows.num_rows} row(s) of {batch.identity} and no dead-letter "
                 f"destination is configured: {error}"
             )
-        self.dead_letter(batch, rows, error)
+        self.dead_letter(batch, rows, offsets, error)
 
 
 def _short(exc: BaseException, limit: int = 1000) -> str:

@@ -182,7 +182,7 @@ class ClickHouseWriter:
         self._rejected: list[tuple[int, str]] = []
         self.sink = ClickHouseSink(client, database, fields, dead_letter=self._reject)
 
-    def _reject(self, _batch: Any, rows: pa.Table, error: str) -> None:
+    def _reject(self, _batch: Any, rows: pa.Table, _offsets: list[int], error: str) -> None:
         # Rows ClickHouse refuses are reported as failed (the run exits non-zero), not dead-lettered:
         # the archive still holds them, so a fixed run can pick them up again.
         self._rejected.append((rows.num_rows, error))

@@ -339,7 +339,8 @@ class ConsumerLoop:
         parsed = parse_values(cut.offsets, cut.values)
         job.poison = parsed.poison
         job.dead_lettered = not parsed.poison
-        job.batch = Batch(cut.topic, cut.partition, cut.first_offset, cut.last_offset, parsed.table, cut.nbytes)
+        job.batch = Batch(cut.topic, cut.partition, cut.first_offset, cut.last_offset, parsed.table, cut.nbytes,
+                          parsed.offsets)
         cut.values = []  # the table holds the data now: free the raw values while the batch is written
 
     def _write(self, job: Job) -> None:

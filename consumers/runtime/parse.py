@@ -28,6 +28,7 @@ class Poison:
 class Parsed:
     table: pa.Table
     poison: list[Poison]
+    offsets: list[int]  # the offset of each table row: the input offsets minus the poison ones
 
 
 def parse_values(offsets: list[int], values: list[bytes]) -> Parsed:
@@ -48,7 +49,10 @@ def parse_values(offsets: list[int], values: list[bytes]) -> Parsed:
         tables = _parse(good_offsets, good_values, poison)
     table = pa.concat_tables(tables) if tables else arrow_schema().empty_table()
     poison.sort(key=lambda p: p.offset)
-    return Parsed(table, poison)
+    if poison:
+        bad = {p.offset for p in poison}
+        offsets = [offset for offset in offsets if offset not in bad]
+    return Parsed(table, poison, offsets)
 
 
 def _join_plain(values: list[bytes]) -> bytes | None:

@@ -37,6 +37,7 @@ and strictly in sequence:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,10 +52,19 @@ class Batch:
     last_offset: int  # inclusive
     table: pa.Table  # valid events, with schemas.arrow.arrow_schema()
     raw_bytes: int  # size of the message values, for metrics
+    # The Kafka offset of each table row (offsets may have gaps: dead-lettered messages, transaction
+    # markers). None for batches not read from Kafka, whose rows are numbered from first_offset.
+    offsets: Sequence[int] | None = None
 
     @property
     def identity(self) -> str:
         return f"{self.topic}:{self.partition}:{self.first_offset}-{self.last_offset}"
+
+    def row_offsets(self, start: int, count: int) -> list[int]:
+        """The offsets of rows ``start .. start + count - 1`` of the table."""
+        if self.offsets is None:
+            return list(range(self.first_offset + start, self.first_offset + start + count))
+        return list(self.offsets[start:start + count])
 
 
 class Sink(Protocol):

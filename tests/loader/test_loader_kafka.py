@@ -62,6 +62,28 @@ def test_n_events_load_once_with_client_retries_and_a_rejected_row(
     assert code == 0, loader.tail()
     dead = read_dead_letters(kafka.url, f"{topic}.dlq", 1)
     assert len(dead) == 1 and b"not-a-uuid" in dead[0][0] and "UUID" in dead[0][1]["error"]
+    # Its origin headers point at the rejected event's own message.
+    headers = dead[0][1]
+    assert headers["topic"] == topic
+    assert b"not-a-uuid" in _message_at(kafka.url, topic, int(headers["partition"]), int(headers["offset"]))
+
+
+def _message_at(bootstrap: str, topic: str, partition: int, offset: int) -> bytes:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("g"), "enable.auto.commit": False,
+                         "fetch.queue.backoff.ms": 10})
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                assert message.offset() == offset
+                return message.value() or b""
+        raise AssertionError(f"no message at {topic}[{partition}]@{offset}")
+    finally:
+        consumer.close()
 
 
 @pytest.mark.fault

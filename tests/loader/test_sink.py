@@ -7,6 +7,7 @@ import threading
 import uuid
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -26,8 +27,9 @@ def client(clickhouse: Service):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def sink(client, ch_database: str):  # type: ignore[no-untyped-def]
     migrate(client, ch_database)
-    dead: list[tuple[str, pa.Table, str]] = []
-    s = ClickHouseSink(client, ch_database, dead_letter=lambda b, rows, err: dead.append((b.identity, rows, err)))
+    dead: list[tuple[str, pa.Table, list[int], str]] = []
+    s = ClickHouseSink(client, ch_database,
+                       dead_letter=lambda b, rows, offsets, err: dead.append((b.identity, rows, offsets, err)))
     s.dead = dead  # type: ignore[attr-defined]
     yield s
     s.close()
@@ -101,12 +103,16 @@ def test_rejected_rows_go_to_dead_letter_and_the_rest_is_inserted(
     events = [event(i) for i in range(300)]
     events[7]["event_id"] = "not-a-uuid"
     events[250]["event_id"] = "also-bad"
-    b = batch(events, first=1000)
+    # Offsets with a gap (a dead-lettered message at 1100): each rejected row keeps its own offset.
+    offsets = [1000 + i if i < 100 else 1001 + i for i in range(300)]
+    b = dataclasses.replace(batch(events, first=1000), last_offset=1300, offsets=offsets)
     sink.write(b)
     assert counts(client, sink.tables.database) == (298, 298)
     dead = sink.dead  # type: ignore[attr-defined]
-    assert sorted(row["event_id"] for _, rows, _ in dead for row in rows.to_pylist()) == ["also-bad", "not-a-uuid"]
-    assert all(identity == b.identity and "UUID" in error for identity, _, error in dead)
+    rejected = sorted((offset, row["event_id"]) for _, rows, row_offsets, _ in dead
+                      for offset, row in zip(row_offsets, rows.to_pylist(), strict=True))
+    assert rejected == [(1007, "not-a-uuid"), (1251, "also-bad")]
+    assert all(identity == b.identity and "UUID" in error for identity, _, _, error in dead)
 
 
 def test_rejected_rows_without_dead_letter_fail_the_batch(client, ch_database: str) -> None:  # type: ignore[no-untyped-def]
@@ -216,3 +222,24 @@ def test_fresh_batches_take_the_direct_path_and_repeats_the_staged_one(
     sink.write(batch(repeated + [dict(repeated[0])], first=300))  # an id twice in one batch
     assert taken == ["direct", "direct", "staged", "staged"]
     assert counts(client, sink.tables.database) == (203, 203)
+
+
+def test_dead_letter_rows_carry_each_rows_own_offset() -> None:
+    from consumers.loader.rejects import DeadLetterRows
+    from consumers.runtime.deadletter import DeadLetters
+    from consumers.runtime.parse import Poison
+
+    sent: list[tuple[str, int, list[Poison]]] = []
+
+    class Capture(DeadLetters):
+        def send(self, origin_topic: str, partition: int, poison: list[Poison], timeout: float = 30.0) -> None:
+            sent.append((origin_topic, partition, poison))
+
+    rows = [event(i) for i in range(3)]
+    b = batch(rows, topic="events", partition=4, first=70)
+    DeadLetterRows(Capture({}, "events.dlq"))(b, b.table, [70, 75, 79], "Cannot parse UUID")
+    [(topic, partition, poison)] = sent
+    assert (topic, partition) == ("events", 4)
+    assert [p.offset for p in poison] == [70, 75, 79]
+    assert [orjson.loads(p.value)["event_id"] for p in poison] == [r["event_id"] for r in rows]
+    assert all(p.error.startswith(f"rejected by ClickHouse (batch {b.identity})") for p in poison)

@@ -46,6 +46,13 @@ def test_several_poison_messages() -> None:
     parsed = parse_values(list(range(30)), values)
     assert [p.offset for p in parsed.poison] == [0, 9, 29]
     assert parsed.table.num_rows == 27
+    assert parsed.offsets == [i for i in range(30) if i not in (0, 9, 29)]  # each row's own offset
+
+
+def test_row_offsets_follow_gaps_in_the_log() -> None:
+    offsets = [5, 6, 9, 10, 11]  # e.g. transaction markers at 7 and 8
+    parsed = parse_values(offsets, _values(5))
+    assert parsed.offsets == offsets and parsed.table.num_rows == 5
 
 
 def _add(buf: PartitionBuffer, offsets: range | list[int], size: int = 1) -> int:
