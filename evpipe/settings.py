@@ -8,7 +8,7 @@ into a :class:`ConfigError` naming the bad variable and what it expects.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +25,12 @@ class ConfigError(SystemExit):
 
 class EnvSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+
+class LogSettings(EnvSettings):
+    evpipe_log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text for terminals, or one JSON object per line for a log pipeline."
+    )
 
 
 class StateSettings(EnvSettings):

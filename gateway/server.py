@@ -21,6 +21,7 @@ from evpipe.settings import ConfigError
 from gateway.app import Gateway, create_app
 from gateway.auth import KeyConfigError
 from gateway.settings import GatewaySettings
+from infra.observability.logs import configure_process
 
 log = logging.getLogger("evpipe.gateway")
 
@@ -48,8 +49,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(settings: GatewaySettings) -> int:
-    logging.basicConfig(level=settings.gateway_log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_process(settings.gateway_log_level, settings.evpipe_log_format)
     try:
         app = create_app(settings)
     except (KeyConfigError, ValueError) as exc:

@@ -8,12 +8,12 @@ from typing import Literal
 from pydantic import Field
 
 from evpipe.gctune import DEFAULT_GEN0_THRESHOLD
-from evpipe.settings import KafkaSettings, PostgresSettings, RedisSettings
+from evpipe.settings import KafkaSettings, LogSettings, PostgresSettings, RedisSettings
 
 DEV_API_KEYS = "dev-key=dev"
 
 
-class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings):
+class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, LogSettings):
     gateway_backend: Literal["kafka", "redis", "postgres"] = Field(
         "kafka", description="Where accepted events go: kafka (stage 3), redis (stage 2) or postgres (stage 1)."
     )

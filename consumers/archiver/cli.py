@@ -33,9 +33,10 @@ def run(_args: argparse.Namespace) -> int:
     from consumers.archiver.store import open_store
     from consumers.runtime import ConsumerLoop
     from evpipe.settings import ConfigError, load
+    from infra.observability.logs import configure_process
 
     settings = load(ArchiverSettings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_process(settings.log_level, settings.evpipe_log_format)
     uri = settings.archive_uri or str(settings.evpipe_state_dir / "archive")
     try:
         store = open_store(uri, settings.s3_endpoint_url, settings.s3_multipart_threshold_mb * 1024 * 1024,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from consumers.runtime.settings import ConsumerSettings
-from evpipe.settings import ArchiveSettings, StateSettings
+from evpipe.settings import ArchiveSettings, LogSettings, StateSettings
 
 
-class ArchiverSettings(ConsumerSettings, ArchiveSettings, StateSettings):
+class ArchiverSettings(ConsumerSettings, ArchiveSettings, StateSettings, LogSettings):
     archiver_group: str = Field("evpipe-archiver", description="Consumer group id of the archivers.")
     # Batches are files: cut them large (tens of MB of Parquet), not every few seconds.
     consumer_batch_max_messages: int = Field(1_000_000, ge=1, description="Rotate a partition's file at this many events.")

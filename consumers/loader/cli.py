@@ -30,10 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
+    from infra.observability.logs import configure_process
 
     settings = load(LoaderSettings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_process("info", settings.evpipe_log_format)
     if args.migrate_only:
         return migrate_only(settings)
     from consumers.loader.app import Loader

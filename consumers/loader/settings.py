@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import Field
 
 from consumers.runtime.settings import ConsumerSettings
-from evpipe.settings import ClickHouseSettings, StateSettings
+from evpipe.settings import ClickHouseSettings, LogSettings, StateSettings
 
 
-class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings):
+class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings, LogSettings):
     loader_group_id: str = Field("evpipe-loader", description="Kafka consumer group of the loaders.")
     loader_consume_replay: bool = Field(
         True, description="Also load KAFKA_REPLAY_TOPIC (backfills from the archive), not only KAFKA_TOPIC."

@@ -29,14 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     import redis
 
     from consumers.worker.worker import Worker
+    from infra.observability.logs import configure_process
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load(WorkerSettings)
+    configure_process(args.log_level, settings.evpipe_log_format)
     worker = Worker(settings)
     try:
         worker.metrics.serve(settings.worker_metrics_port)

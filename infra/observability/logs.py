@@ -53,15 +53,32 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "info", log_format: str | None = None) -> None:
-    """Route every logger to stderr in JSON or text (EVPIPE_LOG_FORMAT), at ``level``."""
+    """Route every logger to stderr in JSON or text (EVPIPE_LOG_FORMAT), at ``level``.
+
+    A bad EVPIPE_LOG_FORMAT or level is a ``ValueError`` naming the variable; the processes' entry points
+    call :func:`configure_process`, which turns it into a configuration error (exit 2, no traceback).
+    """
     chosen = (log_format or os.environ.get("EVPIPE_LOG_FORMAT", "text")).lower()
     if chosen not in ("json", "text"):
         raise ValueError(f"EVPIPE_LOG_FORMAT must be json or text, got {chosen!r}")
+    if level.upper() not in logging.getLevelNamesMapping():
+        raise ValueError(f"log level must be debug, info, warning or error, got {level!r}")
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def configure_process(level: str, log_format: str) -> None:
+    """:func:`configure` for a process's entry point (``log_format`` from its settings' EVPIPE_LOG_FORMAT):
+    a bad setting exits with the reason, not a traceback."""
+    from evpipe.settings import ConfigError
+
+    try:
+        configure(level, log_format)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class RequestIdMiddleware:

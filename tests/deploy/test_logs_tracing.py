@@ -105,3 +105,50 @@ def test_tracing_enabled_without_the_sdk_explains_the_fix(monkeypatch: pytest.Mo
             instrument(_app())
     else:
         assert isinstance(instrument(_app()), TracingMiddleware)
+
+
+def test_bad_log_level_is_refused(restore_logging: None) -> None:
+    with pytest.raises(ValueError, match="log level"):
+        configure("loud", "text")
+
+
+def test_processes_log_json_when_asked() -> None:
+    """The gateway's own start-up warning (the development key) comes out as one JSON object per line."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from infra.local.daemon import free_port
+
+    env = os.environ | {"EVPIPE_LOG_FORMAT": "json", "GATEWAY_PORT": str(free_port()),
+                        "GATEWAY_BACKEND": "redis", "GATEWAY_API_KEYS": "dev-key=dev"}
+    proc = subprocess.Popen([sys.executable, "-m", "evpipe", "gateway"], env=env, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline and "development API key" not in line:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "gateway exited without logging"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    record = json.loads(line)
+    assert record["level"] == "warning" and record["logger"].startswith("evpipe.gateway")
+    assert "development API key" in record["msg"]
+
+
+@pytest.mark.parametrize("command", [["gateway"], ["archiver"], ["loader"], ["worker"]])
+def test_a_bad_log_format_exits_with_the_reason(command: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "evpipe", *command], env=os.environ | {"EVPIPE_LOG_FORMAT": "xml"},
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "EVPIPE_LOG_FORMAT: Input should be 'text' or 'json'" in result.stderr
+    assert "Traceback" not in result.stderr
