@@ -21,7 +21,8 @@ from evpipe.settings import ConfigError
 from gateway.app import Gateway, create_app
 from gateway.auth import KeyConfigError
 from gateway.settings import GatewaySettings
-from infra.observability.logs import configure_process
+from infra.observability.logs import RequestIdMiddleware, configure_process
+from infra.observability.tracing import instrument
 
 log = logging.getLogger("evpipe.gateway")
 
@@ -54,8 +55,11 @@ def serve(settings: GatewaySettings) -> int:
         app = create_app(settings)
     except (KeyConfigError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+    # Outermost: the request id (taken from X-Request-ID or made, logged, returned), then tracing when
+    # OTEL_EXPORTER_OTLP_ENDPOINT is set (off by default: no cost).
+    asgi = RequestIdMiddleware(instrument(app))
     config = uvicorn.Config(
-        app, host=settings.gateway_host, port=settings.gateway_port, loop="uvloop", http="httptools",
+        asgi, host=settings.gateway_host, port=settings.gateway_port, loop="uvloop", http="httptools",
         # proxy_headers off: the client IP comes from GATEWAY_TRUSTED_PROXIES only (gateway.clientip).
         lifespan="on", access_log=False, proxy_headers=False, log_level=settings.gateway_log_level.lower(),
         timeout_graceful_shutdown=max(5, int(settings.gateway_deadline_s) + 5),

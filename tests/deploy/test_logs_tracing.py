@@ -141,6 +141,36 @@ def test_processes_log_json_when_asked() -> None:
     assert "development API key" in record["msg"]
 
 
+def test_the_gateway_process_returns_the_request_id() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from infra.local.daemon import free_port, port_open
+
+    port = free_port()
+    env = os.environ | {"GATEWAY_PORT": str(port), "GATEWAY_BACKEND": "redis", "GATEWAY_API_KEYS": "k=src"}
+    proc = subprocess.Popen([sys.executable, "-m", "evpipe", "gateway"], env=env, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", port):
+            assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}"
+        echoed = httpx.get(f"{url}/healthz", headers={"X-Request-ID": "req-42"})
+        made = httpx.post(f"{url}/v1/events", content=b"{}", headers={"X-Api-Key": "wrong"})
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert echoed.headers["x-request-id"] == "req-42"
+    assert made.status_code == 401 and len(made.headers["x-request-id"]) == 32
+
+
 @pytest.mark.parametrize("command", [["gateway"], ["archiver"], ["loader"], ["worker"]])
 def test_a_bad_log_format_exits_with_the_reason(command: list[str]) -> None:
     import os
