@@ -136,16 +136,24 @@ def wrk(url: str, body: Path | None, connections: int, seconds: int, workdir: Pa
             "req_per_s": ok / (duration_us / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000}
 
 
+def _serve(module_args: list[str], env: dict[str, str], port: int, name: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m <module_args>`` and return once it listens on ``port``."""
+    from infra.local.daemon import port_open
+
+    proc = subprocess.Popen([sys.executable, "-m", *module_args], env=env, cwd=REPO)
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited at start")
+        time.sleep(0.1)
+    return proc
+
+
 def _floor(env: dict[str, str], port: int, body: Path, seconds: int, workdir: Path) -> dict[str, float]:
     """wrk against ``bench.gateway_floor`` (HTTP in, durable produce out, no parse or validation)."""
-    from infra.local.daemon import port_open, terminate
+    from infra.local.daemon import terminate
 
-    proc = subprocess.Popen([sys.executable, "-m", "bench.gateway_floor"], env=env, cwd=REPO)
+    proc = _serve(["bench.gateway_floor"], env, port, "the floor app")
     try:
-        while not port_open("127.0.0.1", port):
-            if proc.poll() is not None:
-                raise RuntimeError("the floor app exited at start")
-            time.sleep(0.1)
         url = f"http://127.0.0.1:{port}/v1/events"
         wrk(url, body, 16, 2, workdir)  # warm-up
         result = wrk(url, body, 64, seconds, workdir)
@@ -170,10 +178,10 @@ def run(quick: bool) -> dict[str, Any]:
     from evpipe.kafka import create_topics
     from evpipe.settings import KafkaSettings
     from infra.local.broker import LocalBroker
-    from infra.local.daemon import free_port, port_open, terminate
+    from infra.local.daemon import free_port, terminate
 
     seconds = 8 if quick else 20
-    raw_count = 200_000 if quick else 1_000_000
+    raw_count = 1_000_000  # fewer events understate the ceiling: producer start-up weighs on them (200k: half)
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         workdir = Path(tmp)
         broker = LocalBroker(workdir / "broker", free_port())
@@ -194,12 +202,8 @@ def run(quick: bool) -> dict[str, Any]:
                 "KAFKA_INVALID_TOPIC": f"{topic}.invalid", "GATEWAY_API_KEYS": f"{API_KEY}=bench",
                 "GATEWAY_PORT": str(port), "GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0", "GATEWAY_LOG_LEVEL": "warning",
             }
-            proc = subprocess.Popen([sys.executable, "-m", "evpipe", "gateway"], env=env, cwd=REPO)
+            proc = _serve(["evpipe", "gateway"], env, port, "gateway")
             try:
-                while not port_open("127.0.0.1", port):
-                    if proc.poll() is not None:
-                        raise RuntimeError("gateway exited at start")
-                    time.sleep(0.1)
                 url = f"http://127.0.0.1:{port}"
                 sampler = RssSampler(proc.pid)
                 sampler.start()
