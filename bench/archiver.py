@@ -23,14 +23,13 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.kafka import bench_kafka
-from bench.loader import PARTITIONS, _produce, _raw_consume, _values
+from bench.loader import PARTITIONS, _produce, _raw_consume, _values, timed_run
 from bench.report import write_result
 from evpipe.gctune import DEFAULT_GEN0_THRESHOLD, tune_for_throughput
 
@@ -62,20 +61,7 @@ def _run_archiver(settings: Any, uri: str, n: int) -> tuple[float, Any]:
 
     sink = ParquetSink(open_store(uri, settings.s3_endpoint_url), settings.archiver_row_group_rows)
     loop = ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic])
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 600
-    while not loop.stats.consumed and time.monotonic() < deadline:
-        time.sleep(0.005)
-    started = time.perf_counter()
-    while loop.stats.rows < n and time.monotonic() < deadline and thread.is_alive():
-        time.sleep(0.005)
-    elapsed = time.perf_counter() - started
-    loop.stop()
-    thread.join(60)
-    if loop.stats.rows < n:
-        raise RuntimeError(f"archiver wrote {loop.stats.rows} of {n} events")
-    return elapsed, loop
+    return timed_run(loop.run, loop.stop, loop.stats, n, "archiver"), loop
 
 
 def _count(uri: str, endpoint: str) -> tuple[int, int]:

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,25 +131,32 @@ def _raw_insert(client: Any, database: str, values: list[bytes]) -> float:
     return elapsed
 
 
+def timed_run(run: Callable[[], None], stop: Callable[[], None], stats: Any, n: int, what: str) -> float:
+    """Run a consumer loop on a thread; seconds from its first consumed message to ``n`` rows handled.
+
+    The group join (seconds on Tansu) is left out. Raises if it stops, or times out, short of ``n``.
+    """
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 600
+    while not stats.consumed and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.005)
+    started = time.perf_counter()
+    while stats.rows < n and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    stop()
+    thread.join(60)
+    if stats.rows < n:
+        raise RuntimeError(f"{what} handled {stats.rows} of {n} events")
+    return elapsed
+
+
 def _run_loader(settings: Any, n: int) -> tuple[float, Any]:
     from consumers.loader.app import Loader
 
     loader = Loader(settings)
-    thread = threading.Thread(target=loader.run, daemon=True)
-    thread.start()
-    stats = loader.loop.stats
-    deadline = time.monotonic() + 600
-    while not stats.consumed and time.monotonic() < deadline:
-        time.sleep(0.005)
-    started = time.perf_counter()
-    while stats.rows < n and time.monotonic() < deadline:
-        time.sleep(0.005)
-    elapsed = time.perf_counter() - started
-    loader.stop()
-    thread.join(60)
-    if stats.rows < n:
-        raise RuntimeError(f"loader handled {stats.rows} of {n} events")
-    return elapsed, loader
+    return timed_run(loader.run, loader.stop, loader.loop.stats, n, "loader"), loader
 
 
 class _NullSink:
@@ -169,18 +177,7 @@ def _run_runtime_only(settings: Any, n: int) -> float:
 
     loop = ConsumerLoop(settings.model_copy(update={"metrics_port": 0}), _NullSink(),
                         f"{settings.loader_group_id}-null", [settings.kafka_topic])
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 600
-    while not loop.stats.consumed and time.monotonic() < deadline:
-        time.sleep(0.005)
-    started = time.perf_counter()
-    while loop.stats.rows < n and time.monotonic() < deadline:
-        time.sleep(0.005)
-    elapsed = time.perf_counter() - started
-    loop.stop()
-    thread.join(60)
-    return elapsed
+    return timed_run(loop.run, loop.stop, loop.stats, n, "runtime with a no-op sink")
 
 
 def run(quick: bool) -> dict[str, Any]:
