@@ -93,7 +93,9 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope.get("headers") or []).get(self.header, b"").decode("latin-1")
+        # One pass for one header, not a dict of all of them: this runs on every request.
+        raw = next((value for name, value in scope.get("headers") or () if name == self.header), b"")
+        incoming = raw.decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = REQUEST_ID.set(request_id)
