@@ -20,6 +20,7 @@ from evpipe.gctune import tune_for_throughput
 from evpipe.settings import ConfigError
 from gateway.app import Gateway, create_app
 from gateway.auth import KeyConfigError
+from gateway.http_limits import HeadLimitedProtocol
 from gateway.settings import GatewaySettings
 from infra.observability.logs import RequestIdMiddleware, configure_process
 from infra.observability.tracing import instrument
@@ -58,8 +59,11 @@ def serve(settings: GatewaySettings) -> int:
     # Outermost: the request id (taken from X-Request-ID or made, logged, returned), then tracing when
     # OTEL_EXPORTER_OTLP_ENDPOINT is set (off by default: no cost).
     asgi = RequestIdMiddleware(instrument(app))
+    # httptools with a deadline and size limits for the request head, which the app never sees.
+    http = HeadLimitedProtocol.with_limits(settings.gateway_head_timeout_s, settings.gateway_max_header_bytes,
+                                           settings.gateway_max_head_bytes)
     config = uvicorn.Config(
-        asgi, host=settings.gateway_host, port=settings.gateway_port, loop="uvloop", http="httptools",
+        asgi, host=settings.gateway_host, port=settings.gateway_port, loop="uvloop", http=http,
         # proxy_headers off: the client IP comes from GATEWAY_TRUSTED_PROXIES only (gateway.clientip).
         lifespan="on", access_log=False, proxy_headers=False, log_level=settings.gateway_log_level.lower(),
         timeout_graceful_shutdown=max(5, int(settings.gateway_deadline_s) + 5),
