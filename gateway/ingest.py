@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import segment
-from gateway.backends.base import Record, Rejected
+from gateway.backends.base import MAX_KEPT_PAYLOAD_BYTES, RawBytes, Record, Rejected
 from gateway.body import ParsedBody
 from schemas.envelope import Enrichment, EventValidator, InvalidEvent
 
@@ -56,8 +56,8 @@ def build(parsed: ParsedBody, validator: EventValidator, enrichment: Enrichment,
     encode, accept, reject, broken = validator.encode, outcome.records.append, outcome.rejected.append, parsed.broken
     for index, raw in enumerate(parsed.events):
         if broken and index in broken:  # only NDJSON bodies have broken lines: skip the lookup otherwise
-            reason, text = broken[index]
-            reject(Rejected(index, reason, text, enrichment.source_id, enrichment.received_at))
+            reason, line = broken[index]
+            reject(broken_line(index, reason, line, enrichment))
             continue
         try:
             record = Record(*encode(to_native(raw) if to_native else raw, enrichment))
@@ -66,6 +66,16 @@ def build(parsed: ParsedBody, validator: EventValidator, enrichment: Enrichment,
             continue
         accept(record)
     return outcome
+
+
+def broken_line(index: int, reason: str, line: bytes, enrichment: Enrichment) -> Rejected:
+    """An NDJSON line that is not JSON: kept as text, or as raw bytes when it is not even UTF-8."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raw = RawBytes.of([line], MAX_KEPT_PAYLOAD_BYTES)
+        return Rejected(index, reason, None, enrichment.source_id, enrichment.received_at, raw)
+    return Rejected(index, reason, text, enrichment.source_id, enrichment.received_at)
 
 
 def segment_mapper(call: str | None, parsed: ParsedBody, source_id: str,

@@ -26,6 +26,12 @@ class GatewayMetrics:
             "until it acknowledged all of them.", registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.unauthenticated = Counter(
+            "evpipe_gateway_unauthenticated_refusals", "Requests refused before a valid key was known (never "
+            "stored; logged per minute in aggregate), by status.", ["status"], registry=r)
+        self.invalid_store_failures = Counter(
+            "evpipe_gateway_invalid_store_failures", "Rejections that could not be kept in the invalid store "
+            "(the client still got its 4xx).", registry=r)
         self.inflight = Gauge("evpipe_gateway_inflight_events", "Events in requests being processed.", registry=r)
         self.queued = Gauge("evpipe_gateway_queued_events", "Events handed to the backend client and not yet "
                             "acknowledged (the producer queue on Kafka).", registry=r)

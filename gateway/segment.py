@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from schemas import jsontext
 from schemas.envelope import InvalidEvent, format_timestamp, is_uuid
 
 CALLS = ("track", "identify", "page", "screen", "group", "alias")
@@ -50,7 +51,8 @@ def to_native(message: object, call: str | None, batch: dict[str, Any], source_i
         value = message.get(segment_name)
         if value is not None:
             # SDKs may send numeric ids; they are ids, not numbers.
-            event[native] = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+            numeric = isinstance(value, (int, jsontext.Fragment)) and not isinstance(value, bool)
+            event[native] = jsontext.number_text(value) if numeric else value
     if message.get("messageId") is not None:
         event["event_id"] = _event_id(message["messageId"], source_id)
     occurred = occurred_at(message, batch, received)

@@ -66,4 +66,35 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, LogSetting
         description="Python's young-generation GC threshold for this process (0: Python's default of 700); "
         "the default keeps the collector from walking the parsed bodies of every request in flight.",
     )
+    # -- resource limits against strangers and slow clients ------------------------------------------
+    gateway_head_timeout_s: float = Field(
+        10.0, gt=0, description="Longest a client may take to send the request line and headers; then 408 and the "
+        "connection is closed (also applies to an idle keep-alive connection's next request).",
+    )
+    gateway_body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a client may take to send a request body after its headers; then 408 and "
+        "the connection is closed.",
+    )
+    gateway_max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="Largest single header line (name and value); a larger one is answered 431.",
+    )
+    gateway_max_head_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request head (request line and all headers); beyond it: 431.",
+    )
+    gateway_max_inflight_bytes_per_key: int = Field(
+        32 * 1024 * 1024, ge=1, description="Request-body bytes the requests of one API key may hold at once; "
+        "beyond it that key gets 503 while other keys go on.",
+    )
+    gateway_unauth_max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest (inflated) body of a request without a key in its headers (browser "
+        "clients with writeKey in the body): read under this cap until the key is checked.",
+    )
+    gateway_unauth_max_inflight_bytes: int = Field(
+        4 * 1024 * 1024, ge=1, description="Body bytes all requests without a header key may hold at once; "
+        "beyond it: 503 for them only.",
+    )
+    gateway_max_kept_body_bytes: int = Field(
+        64 * 1024, ge=0, description="How much of a rejected body (as sent on the wire) is kept in the invalid "
+        "store, with its full size and SHA-256.",
+    )
     gateway_log_level: str = Field("info", description="Log level: debug, info, warning, error.")

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import orjson
 from uuid_utils import uuid7
 
+from schemas import jsontext
 from schemas.fields import FIELDS, IDENTITY_FIELDS, SCHEMA_VERSION, Field, Kind, Origin
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
@@ -77,6 +78,8 @@ def parse_timestamp(value: object, name: str) -> str:
         return value
     if isinstance(value, bool):
         raise InvalidEvent(f"{name}: expected an ISO 8601 string or epoch milliseconds")
+    if isinstance(value, jsontext.Fragment):  # a non-integer number as the client wrote it
+        value = jsontext.number_value(value)
     if isinstance(value, (int, float)):
         try:
             moment = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
@@ -369,6 +372,6 @@ def _merge_context(client: dict[str, Any], enrichment: Enrichment) -> dict[str, 
 
 def _json_text(value: dict[str, Any], name: str) -> str:
     try:
-        return orjson.dumps(value).decode()
+        return jsontext.dumps(value).decode()  # numbers exactly as sent, 64-bit or not
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidEvent(f"{name}: cannot be encoded: {exc}") from None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+
+from schemas import jsontext
 
 
 class Unavailable(Exception):
@@ -31,12 +36,57 @@ class Record:
 
 
 @dataclass(frozen=True)
+class RawBytes:
+    """Bytes kept as they were sent: the first ``limit`` of them, with the size and SHA-256 of all that arrived.
+
+    Kept for what has no parsed form: a whole body refused before its events were read, and an
+    NDJSON line that is not JSON. Text that is valid UTF-8 is kept as text, anything else as base64,
+    so the original bytes are always recoverable (never U+FFFD replacements).
+    """
+
+    prefix: bytes
+    size: int
+    sha256: str
+    complete: bool = True  # False: the client's body was cut off at a limit, ``size`` counts what arrived
+    content_type: str | None = None
+    content_encoding: str | None = None
+
+    @classmethod
+    def of(cls, chunks: Iterable[bytes], limit: int, complete: bool = True, content_type: str | None = None,
+           content_encoding: str | None = None) -> RawBytes:
+        digest, prefix, size = hashlib.sha256(), bytearray(), 0
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            if len(prefix) < limit:
+                prefix += chunk[:limit - len(prefix)]
+        return cls(bytes(prefix), size, digest.hexdigest(), complete, content_type, content_encoding)
+
+    def document(self) -> dict[str, Any]:
+        try:
+            data, encoding = self.prefix.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            data, encoding = base64.b64encode(self.prefix).decode("ascii"), "base64"
+        document: dict[str, Any] = {"encoding": encoding, "data": data, "size": self.size,
+                                    "kept": len(self.prefix), "sha256": self.sha256, "complete": self.complete}
+        if self.content_type:
+            document["content_type"] = self.content_type[:200]
+        if self.content_encoding:
+            document["content_encoding"] = self.content_encoding[:200]
+        return document
+
+
+WHOLE_BODY = -1  # the index of a rejection that refused the whole request body, not one event of it
+
+
+@dataclass(frozen=True)
 class Rejected:
-    index: int
+    index: int  # the event's position in the request, or WHOLE_BODY
     reason: str
-    payload: Any  # the original event as parsed, or the raw text when it did not parse
+    payload: Any  # the original event as parsed, or None when only ``raw`` bytes are kept
     source_id: str
     received_at: str
+    raw: RawBytes | None = None
 
 
 class Backend(Protocol):
@@ -66,12 +116,16 @@ def invalid_document(rejected: Rejected) -> dict[str, Any]:
     """How a rejected event is kept: the reason next to the original payload (its JSON text if over the cap)."""
     document: dict[str, Any] = {"error": rejected.reason, "payload": rejected.payload,
                                 "source_id": rejected.source_id, "received_at": rejected.received_at}
+    if rejected.raw is not None:
+        document["raw"] = rejected.raw.document()
+        document["whole_body"] = rejected.index == WHOLE_BODY
+        return document
     payload = rejected.payload
     if isinstance(payload, str):
         text = payload
     else:
         try:
-            text = orjson.dumps(payload, default=str).decode()
+            text = jsontext.dumps(payload).decode()
         except (TypeError, orjson.JSONEncodeError):
             # Nested deeper than orjson serialises (254) though the parser accepted it (1024):
             # keep it as JSON text, written without recursion.
@@ -107,7 +161,7 @@ def dump_deep(value: Any) -> str:
                 if i < len(item) - 1:
                     stack.append(_Token(","))
         else:
-            out.append(orjson.dumps(item, default=str).decode())
+            out.append(jsontext.dumps(item).decode())
     return "".join(out)
 
 
@@ -118,3 +172,15 @@ class _Token:
 
     def __init__(self, text: str) -> None:
         self.text = text
+
+
+def encode_invalid(rejected: Rejected) -> bytes:
+    """The invalid store's message for one rejection (numbers of the payload written exactly as sent)."""
+    return jsontext.dumps(invalid_document(rejected))
+
+
+def payload_text(rejected: Rejected) -> str:
+    """What a table's one payload column keeps: the event's JSON text, or the raw-bytes document."""
+    document = invalid_document(rejected)
+    kept = document["raw"] if rejected.raw is not None else document["payload"]
+    return kept if isinstance(kept, str) else jsontext.dumps(kept).decode()

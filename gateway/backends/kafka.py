@@ -19,11 +19,10 @@ import logging
 import time
 from typing import Any
 
-import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from evpipe.kafka import producer_config
-from gateway.backends.base import Record, Rejected, Unavailable, invalid_document
+from gateway.backends.base import Record, Rejected, Unavailable, encode_invalid
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.kafka")
@@ -139,7 +138,7 @@ class KafkaBackend:
                 produce(topic, record.value, record.key, on_delivery=delivered)
                 produced += 1
             for item in rejected:
-                produce(self.invalid_topic, orjson.dumps(invalid_document(item), default=str),
+                produce(self.invalid_topic, encode_invalid(item),
                         item.source_id.encode(), on_delivery=delivered,
                         headers=[("error", item.reason.encode())])
                 produced += 1

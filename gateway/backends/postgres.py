@@ -12,12 +12,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import sql
 
 from consumers.pgstore import ensure_schema, insert_events_async
-from gateway.backends.base import Record, Rejected, Unavailable
+from gateway.backends.base import Record, Rejected, Unavailable, payload_text
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.postgres")
@@ -93,9 +92,7 @@ class PostgresBackend:
                         rejected[0].index, rejected[0].reason)
 
     async def _keep_invalid(self, conn: psycopg.AsyncConnection[Any], rejected: list[Rejected]) -> None:
-        rows = [(r.received_at, r.source_id, r.reason,
-                 r.payload if isinstance(r.payload, str) else orjson.dumps(r.payload, default=str).decode())
-                for r in rejected]
+        rows = [(r.received_at, r.source_id, r.reason, payload_text(r)) for r in rejected]
         async with conn.cursor() as cur:
             await cur.executemany(sql.SQL("INSERT INTO {} (received_at, source_id, reason, payload) "
                                           "VALUES (%s, %s, %s, %s)").format(invalid_table(self.table)), rows)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.backends.base import Record, Rejected, Unavailable, invalid_document
+from gateway.backends.base import Record, Rejected, Unavailable, encode_invalid
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.redis")
@@ -61,7 +60,7 @@ class RedisBackend:
             if records:
                 pipe.rpush(self.key, *[r.value for r in records])
             if rejected:
-                pipe.rpush(self.invalid_key, *[orjson.dumps(invalid_document(r), default=str) for r in rejected])
+                pipe.rpush(self.invalid_key, *[encode_invalid(r) for r in rejected])
             await pipe.execute()
 
     async def ready(self) -> str | None:
