@@ -6,10 +6,12 @@ touch a developer's stack or the other tests' servers.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -42,6 +44,36 @@ def _all_pids(state: Path) -> list[int]:
         if pid_alive(pid):
             pids += [c.pid for c in psutil.Process(pid).children(recursive=True)]
     return pids
+
+
+# Numbers JSON can carry that a 64-bit integer or a double would change; each must land as sent.
+NUMBERS = ["18446744073709551616", "1180591620717411303424", "-9223372036854775809", "12345678901234567890123",
+           "1e308", "4.9e-324", "0.1"]
+
+
+def _numbers_arrive_exactly(state: Path, env: dict[str, str]) -> None:
+    """One event through the gateway, Kafka, the loader and the archiver: its numbers' text is untouched."""
+    import httpx
+    import pyarrow.dataset as ds
+
+    properties = "{" + ",".join(f'"n{i}":{text}' for i, text in enumerate(NUMBERS)) + "}"
+    body = f'{{"type":"numbers","user_id":"exact","properties":{properties}}}'
+    response = httpx.post(f"http://127.0.0.1:{env['GATEWAY_PORT']}/v1/events", content=body,
+                          headers={"Authorization": "Bearer demo-web-key"}, timeout=30)
+    assert response.status_code == 200, response.text
+    sql = "SELECT properties FROM events WHERE type = 'numbers' AND user_id = 'exact'"
+    stored, archived = None, None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (stored is None or archived is None):
+        query = _evpipe("query", "--format", "json", sql, env=env)
+        rows = json.loads(query.stdout) if query.returncode == 0 and query.stdout.strip() else []
+        stored = rows[0]["properties"] if rows else None
+        table = ds.dataset(state / "archive", format="parquet", partitioning="hive").to_table(
+            filter=ds.field("type") == "numbers")
+        archived = table.column("properties")[0].as_py() if table.num_rows else None
+        time.sleep(1)
+    assert stored == properties, stored
+    assert archived == properties, archived
 
 
 @pytest.mark.slow
@@ -78,6 +110,8 @@ def test_demo_up_twice_query_archive_down(tmp_path: Path) -> None:
         second = _evpipe("dev", "demo", "--events", str(EVENTS), env=env)
         assert second.returncode == 0, second.stdout + second.stderr
         assert _printed_counts(second.stdout) == expected
+
+        _numbers_arrive_exactly(state, env)
 
         status = _evpipe("dev", "status", env=env)
         assert status.returncode == 0, status.stdout

@@ -183,3 +183,30 @@ def test_huge_rejected_event_is_kept_truncated_and_does_not_fail_the_request(
     [kept] = values(read_topic(kafka.url, kafka_gateway_settings.kafka_invalid_topic, 1))
     assert kept["payload_truncated_from"] > 2 * 1024 * 1024
     assert kept["payload"].startswith('{"type":"page_view"') and len(kept["payload"]) == 256 * 1024
+
+
+def test_whole_body_refusals_are_on_the_invalid_topic_with_their_raw_bytes(
+    kafka: Service, kafka_client: TestClient, kafka_gateway_settings: GatewaySettings
+) -> None:
+    import base64
+    import hashlib
+
+    bodies = {
+        b'{"type":"t","user_id":"\xff"}': ({}, 400),  # not UTF-8
+        b'{"type":"t","properties":{"x":NaN}}': ({}, 400),
+        gzip.compress(orjson.dumps(event())) + b"trailing": ({"Content-Encoding": "gzip"}, 400),
+        b'{"type":"t"}': ({"Content-Encoding": "br"}, 415),
+    }
+    for body, (headers, status) in bodies.items():
+        response = kafka_client.post("/v1/events", content=body, headers={**AUTH_A, **headers})
+        assert response.status_code == status, response.text
+    kept = values(read_topic(kafka.url, kafka_gateway_settings.kafka_invalid_topic, len(bodies)))
+    assert len(kept) == len(bodies)
+    recovered = set()
+    for document in kept:
+        raw = document["raw"]
+        data = base64.b64decode(raw["data"]) if raw["encoding"] == "base64" else raw["data"].encode()
+        assert (raw["size"], raw["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+        assert document["whole_body"] is True and document["source_id"] == "source_a"
+        recovered.add(data)
+    assert recovered == set(bodies)

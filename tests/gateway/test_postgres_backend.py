@@ -74,3 +74,17 @@ def test_database_down_is_503_then_recovers(pg_settings: GatewaySettings) -> Non
         gateway.backend.url = good_url
         assert client.get("/readyz").status_code == 200
         assert client.post("/v1/events", json=event(), headers=AUTH_A).status_code == 200
+
+
+def test_whole_body_refusal_kept_with_raw_bytes(postgres: Service, pg_schema: str, pg_client: TestClient) -> None:
+    import base64
+    import json
+
+    body = b'{"type":"t","user_id":"\xff\xfe"}'
+    assert pg_client.post("/v1/events", content=body, headers=AUTH_A).status_code == 400
+    with psycopg.connect(postgres.url) as conn:
+        rows = conn.execute(f"SELECT source_id, reason, payload FROM {pg_schema}.events_invalid").fetchall()
+    [(source, reason, payload)] = rows
+    raw = json.loads(payload)
+    assert source == "source_a" and reason.startswith("body is not valid JSON")
+    assert raw["encoding"] == "base64" and base64.b64decode(raw["data"]) == body and raw["size"] == len(body)

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,13 +51,18 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
+OTHER_KEY = "other-key"
+
+
+def start_gateway(tmp_path: Path, **overrides: str) -> Iterator[Gateway]:
     port, queue = free_port(), f"evpipe-abuse-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "gateway.log"
     env = os.environ | {"GATEWAY_BACKEND": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0",
-                        "REDIS_QUEUE_KEY": queue, "GATEWAY_API_KEYS": f"{KEY}=abuse", "GATEWAY_PORT": str(port),
-                        "GATEWAY_LOG_LEVEL": "warning", "GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0"}
+                        "REDIS_QUEUE_KEY": queue, "GATEWAY_API_KEYS": f"{KEY}=abuse,{OTHER_KEY}=other",
+                        "GATEWAY_PORT": str(port), "GATEWAY_LOG_LEVEL": "warning",
+                        "GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0",
+                        # Every refused body is kept: a small kept prefix keeps 10,000 of them light in Redis.
+                        "GATEWAY_MAX_KEPT_BODY_BYTES": "2048", **overrides}
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "evpipe", "gateway"], env=env, cwd=REPO, stdout=out,
                                 stderr=subprocess.STDOUT)
@@ -73,6 +79,16 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
         client.delete(queue, f"{queue}:invalid")
         client.close()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    yield from start_gateway(tmp_path)
+
+
+@pytest.fixture
+def quick_deadlines(tmp_path: Path) -> Iterator[Gateway]:
+    yield from start_gateway(tmp_path, GATEWAY_BODY_TIMEOUT_S="2")
 
 
 @dataclass
@@ -179,3 +195,114 @@ def test_nesting_between_the_dump_and_parse_limits(gateway: Gateway, depth: int)
     body = b'{"type":"t","user_id":"u","properties":' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
     response = httpx.post(f"{gateway.url}/v1/events", content=body, headers={"X-Api-Key": KEY}, timeout=10)
     assert 400 <= response.status_code < 500, response.text
+
+
+# -- strangers and slow clients cannot hold the gateway ---------------------------------------------------
+
+DEFAULT_INFLIGHT = 64 * 1024 * 1024
+
+
+def _whitespace_gzip(inflated: int) -> bytes:
+    """A JSON array of whitespace that inflates to ``inflated`` bytes (the probe's 16 KB -> 16 MiB bodies)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return comp.compress(b"[") + comp.compress(b" " * (inflated - 2)) + comp.compress(b"]") + comp.flush()
+
+
+def _stall(port: int, body: bytes, headers: bytes) -> socket.socket:
+    """Send a request with all of its body but the last byte, and keep the connection open."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n" + headers
+                 + b"Content-Length: %d\r\n\r\n" % len(body) + body[:-1])
+    return sock
+
+
+def _answer(sock: socket.socket) -> int:
+    try:
+        head = sock.recv(200)
+    except OSError:
+        return 0
+    return int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else 0
+
+
+def _latencies(url: str, key: str, n: int) -> list[tuple[int, float]]:
+    out = []
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for i in range(n):
+            started = time.perf_counter()
+            response = client.post("/v1/events", content=b'{"type":"legit","user_id":"u%d"}' % i,
+                                   headers={"X-Api-Key": key})
+            out.append((response.status_code, time.perf_counter() - started))
+    return out
+
+
+def _p99(samples: list[tuple[int, float]]) -> float:
+    times = sorted(t for _, t in samples)
+    return times[int(len(times) * 0.99) - 1]
+
+
+def test_stalled_strangers_cannot_take_the_memory_budget(gateway: Gateway) -> None:
+    """Four unauthenticated bodies inflating to the whole default budget (64 MiB), then stalled."""
+    bomb = _whitespace_gzip(DEFAULT_INFLIGHT // 4)
+    stalled = [_stall(gateway.port, bomb, b"Content-Type: application/json\r\n") for _ in range(4)]
+    try:
+        time.sleep(0.5)
+        served = _latencies(gateway.url, KEY, 200)
+        refused = [_answer(sock) for sock in stalled]  # each was cut off at the small unauthenticated cap
+    finally:
+        for sock in stalled:
+            sock.close()
+    table("Stalled unauthenticated bodies", {
+        "stalled bodies (inflated MiB each)": f"4 ({DEFAULT_INFLIGHT // 4 // 2**20})",
+        "their answers": refused, "legit requests": len(served),
+        "legit statuses": dict(Counter(s for s, _ in served)), "legit p99 ms": round(_p99(served) * 1000, 1)})
+    assert {status for status, _ in served} == {200}
+    assert _p99(served) < 1.0
+    assert refused == [413] * 4
+
+
+def test_one_key_cannot_take_every_keys_share(gateway: Gateway) -> None:
+    """One key's stalled bodies stop at its share; another key is served meanwhile."""
+    body = _whitespace_gzip(15 * 2**20)  # under the 20 MiB decompressed cap; 3 of them pass 32 MiB
+    header = f"X-Api-Key: {KEY}\r\nContent-Type: application/json\r\n".encode()
+    stalled = [_stall(gateway.port, body, header) for _ in range(4)]
+    try:
+        time.sleep(0.5)
+        served = _latencies(gateway.url, OTHER_KEY, 100)
+        over_share = [sock for sock in stalled if _ready(sock)]
+        answers = [_answer(sock) for sock in over_share]
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert {status for status, _ in served} == {200}
+    assert _p99(served) < 1.0
+    assert answers and set(answers) == {429}  # the key's third and fourth bodies were over its share
+
+
+def _ready(sock: socket.socket) -> bool:
+    import select
+
+    return bool(select.select([sock], [], [], 1.0)[0])
+
+
+def test_slow_body_is_answered_408_and_closed_at_its_deadline(quick_deadlines: Gateway) -> None:
+    with socket.create_connection(("127.0.0.1", quick_deadlines.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + KEY.encode()
+                     + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        started = time.monotonic()
+        answer = b""
+        while time.monotonic() - started < 8:
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            if _ready(sock):
+                answer = sock.recv(500)
+                break
+        took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"GATEWAY_BODY_TIMEOUT_S" in answer and b"connection: close" in answer.lower()
+        assert 1.5 < took < 5, took
+        sock.settimeout(5)
+        rest = sock.recv(5000)
+        while rest:  # the server closes: recv returns b"" once the answer's remainder is read
+            rest = sock.recv(5000)
