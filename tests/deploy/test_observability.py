@@ -95,6 +95,9 @@ def test_alerts_cover_the_failure_modes() -> None:
     gateway = [r for r in by_metric["evpipe_gateway_requests_total"]]
     assert any('status=~"5.."' in r["expr"] for r in gateway), "gateway 5xx rate"
     assert any('status="503"' in r["expr"] for r in gateway), "gateway 503 rate"
+    (auth,) = [r for r in gateway if 'status="401"' in r["expr"]]
+    assert "rate(" in auth["expr"] and "/ " not in auth["expr"], "401s as an absolute rate: a ratio hides guessing"
+    assert _duration_s(auth["for"]) >= 300, "a surge of 401s lasting minutes, not one bad batch"
     (lag,) = [r for r in by_metric["evpipe_consumer_lag"] if "delta(" in r["expr"] or "deriv(" in r["expr"]]
     assert _duration_s(lag["for"]) >= 600 and "[10m" in lag["expr"], "growing for 10 minutes"
     stuck = [r for r in by_metric["evpipe_consumer_lag"] if "changes(" in r["expr"]]
