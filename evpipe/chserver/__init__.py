@@ -1,0 +1,1 @@
+"""`evpipe clickhouse serve`: the embedded ClickHouse engine as a server speaking ClickHouse's HTTP interface."""
