@@ -82,8 +82,9 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             return
         self._head_bytes += len(data)
         self._feed(data)
-        if self._refusal is None and self._in_head:
-            # Still no complete head, so every byte of this chunk is head (none is body): check the limits.
+        # A head still open, and the same one as before this chunk (a request completed in it resets the
+        # count: its last line is body, not head): every byte of the chunk is head, so check the limits.
+        if self._refusal is None and self._in_head and self._head_bytes:
             newline = data.rfind(b"\n")
             self._line_bytes = self._line_bytes + len(data) if newline < 0 else len(data) - newline - 1
             self._refusal = self._over_limit()
