@@ -61,6 +61,10 @@ class ClickHouseSettings(EnvSettings):
         "", description="ClickHouse server URL (http[s]://user:pass@host:8123). Empty: the embedded engine (chdb)."
     )
     clickhouse_database: str = Field("evpipe", description="ClickHouse database holding the events tables.")
+    clickhouse_cluster: str = Field(
+        "", description="ClickHouse cluster name for ON CLUSTER DDL with Replicated tables and Distributed tables "
+        "over them; empty: one node (or ClickHouse Cloud).",
+    )
 
 
 class PostgresSettings(EnvSettings):

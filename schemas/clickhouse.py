@@ -31,16 +31,20 @@ def clickhouse_create_table(
     partition_by: str = "toYYYYMM(received_at)",
     order_by: str = "(source_id, type, received_at, event_id)",
     settings: str = "",
+    on_cluster: str = "",
 ) -> str:
-    """CREATE TABLE IF NOT EXISTS for the events table (engine and keys chosen by the caller)."""
+    """CREATE TABLE IF NOT EXISTS for the events table (engine and keys chosen by the caller).
+
+    ``on_cluster``: a cluster clause such as ``" ON CLUSTER 'c'"``, spliced after the name.
+    """
     columns = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in clickhouse_columns(fields))
     ddl = (
-        f"CREATE TABLE IF NOT EXISTS {table} (\n    {columns}\n)\n"
+        f"CREATE TABLE IF NOT EXISTS {table}{on_cluster} (\n    {columns}\n)\n"
         f"ENGINE = {engine}\nPARTITION BY {partition_by}\nORDER BY {order_by}"
     )
     return f"{ddl}\nSETTINGS {settings}" if settings else ddl
 
 
-def clickhouse_add_column(table: str, f: Field) -> str:
-    """Additive migration for one new (optional) field."""
-    return f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{f.name}` {clickhouse_type(f)}"
+def clickhouse_add_column(table: str, f: Field, on_cluster: str = "") -> str:
+    """Additive migration for one new (optional) field (``on_cluster`` as for the CREATE)."""
+    return f"ALTER TABLE {table}{on_cluster} ADD COLUMN IF NOT EXISTS `{f.name}` {clickhouse_type(f)}"
