@@ -1,40 +1,34 @@
-"""ClickHouse client factory: a server over HTTP(S), or the embedded engine (chdb).
+"""ClickHouse client factory: every process reaches ClickHouse over HTTP(S), as a client.
 
-``CLICKHOUSE_URL`` forms:
-* empty: embedded engine at ``<EVPIPE_STATE_DIR>/clickhouse``;
-* ``chdb:///abs/path``: embedded engine at that path (one path per process: chdb's limit);
-* ``http[s]://user:password@host:port``: a ClickHouse server.
+``CLICKHOUSE_URL`` is ``http[s]://user:password@host:port``: a ClickHouse
+server, cluster or ClickHouse Cloud, or `evpipe clickhouse serve` (the
+embedded engine as a server, the one-machine default at 127.0.0.1:8123).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 
-from evpipe.settings import ClickHouseSettings, StateSettings
+from evpipe.settings import ClickHouseSettings
 
-
-def embedded_path(url: str, state_dir: Path) -> Path | None:
-    """The chdb data path a URL selects, or None for a server URL."""
-    if not url:
-        return (state_dir / "clickhouse").resolve()
-    if url.startswith("chdb://"):
-        return Path(urlparse(url).path)
-    return None
+DEFAULT_URL = "http://127.0.0.1:8123"
 
 
-def connect(url: str, state_dir: Path = Path(".evpipe"), **kwargs: Any) -> Client:
-    path = embedded_path(url, state_dir)
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(dsn=f"chdb://{path}", **kwargs)
-    parsed = urlparse(url)
+class ClickHouseUnreachable(RuntimeError):
+    """No ClickHouse answered at the URL within the wait; the message says where and what to do."""
+
+
+def connect(url: str = DEFAULT_URL, **kwargs: Any) -> Client:
+    parsed = urlparse(url or DEFAULT_URL)
     if parsed.scheme not in ("http", "https"):
-        raise ValueError(f"CLICKHOUSE_URL must be http(s)://..., chdb:///path or empty; got {url!r}")
+        raise ValueError(f"CLICKHOUSE_URL must be http(s)://[user:password@]host:port; got {url!r} (the embedded "
+                         "engine is served by `evpipe clickhouse serve` at http://127.0.0.1:8123)")
     return clickhouse_connect.get_client(
         host=parsed.hostname or "127.0.0.1",
         port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
@@ -45,6 +39,27 @@ def connect(url: str, state_dir: Path = Path(".evpipe"), **kwargs: Any) -> Clien
     )
 
 
+def connect_waiting(url: str, wait_s: float, **kwargs: Any) -> Client:
+    """Connect, retrying while nothing answers for up to ``wait_s`` (a server still starting)."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            return connect(url, **kwargs)
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                raise ClickHouseUnreachable(
+                    f"no ClickHouse answers at {redacted(url)} ({exc}); start one with `evpipe clickhouse serve` "
+                    "(or `evpipe dev up`), or set CLICKHOUSE_URL") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
 def connect_from(settings: ClickHouseSettings) -> Client:
-    state_dir = settings.evpipe_state_dir if isinstance(settings, StateSettings) else Path(".evpipe")
-    return connect(settings.clickhouse_url, state_dir)
+    return connect(settings.clickhouse_url)
+
+
+def redacted(url: str) -> str:
+    from evpipe.settings import redact_url
+
+    return redact_url(url or DEFAULT_URL)

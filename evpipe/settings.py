@@ -58,7 +58,8 @@ class KafkaSettings(EnvSettings):
 
 class ClickHouseSettings(EnvSettings):
     clickhouse_url: str = Field(
-        "", description="ClickHouse server URL (http[s]://user:pass@host:8123). Empty: the embedded engine (chdb)."
+        "http://127.0.0.1:8123", description="ClickHouse URL (http[s]://user:pass@host:port): a server, a "
+        "cluster, ClickHouse Cloud, or `evpipe clickhouse serve` (the embedded engine, the local default)."
     )
     clickhouse_database: str = Field("evpipe", description="ClickHouse database holding the events tables.")
     clickhouse_cluster: str = Field(

@@ -35,8 +35,8 @@ def kafka() -> Iterator[Service]:
 
 
 @pytest.fixture(scope="session")
-def clickhouse(worker_id: str) -> Iterator[Service]:
-    service = clickhouse_service(worker_id)
+def clickhouse() -> Iterator[Service]:
+    service = clickhouse_service()
     yield service
     _stop(service)
 

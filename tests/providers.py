@@ -1,7 +1,7 @@
 """Where the test suite gets each real server from.
 
 Order, per service: an explicit environment variable; testcontainers with the
-real image when a Docker engine answers; else the local stack (Tansu, chdb,
+real image when a Docker engine answers; else the local stack (Tansu, `evpipe clickhouse serve`,
 Ceph RGW, and the machine's Postgres and Redis). Each choice is recorded as a
 ``provider`` string so a test can assert that nothing silently fell back to a fake.
 """
@@ -19,6 +19,7 @@ from infra.local.daemon import port_open
 
 TEST_STATE_DIR = Path(os.environ.get("EVPIPE_TEST_STATE_DIR", Path(__file__).resolve().parent.parent / ".evpipe-test"))
 TEST_BROKER_PORT = int(os.environ.get("EVPIPE_TEST_BROKER_PORT", "19092"))
+TEST_CLICKHOUSE_PORT = int(os.environ.get("EVPIPE_TEST_CLICKHOUSE_PORT", "18123"))
 # Each checkout gets its own S3 port (a local Ceph cluster belongs to one state dir),
 # so a CI clone next to a developer's tree does not collide with the tree's cluster.
 TEST_S3_PORT = int(os.environ.get("EVPIPE_TEST_S3_PORT", 17480 + zlib.crc32(str(TEST_STATE_DIR).encode()) % 400))
@@ -64,7 +65,7 @@ def kafka_service() -> Service:
     return Service("local:tansu", broker.bootstrap)
 
 
-def clickhouse_service(worker_id: str) -> Service:
+def clickhouse_service() -> Service:
     if os.environ.get("CLICKHOUSE_URL"):
         return Service("env", os.environ["CLICKHOUSE_URL"])
     if docker_available():
@@ -74,9 +75,12 @@ def clickhouse_service(worker_id: str) -> Service:
         host, port = container.get_container_host_ip(), container.get_exposed_port(8123)
         url = f"http://{container.username}:{container.password}@{host}:{port}"
         return Service("testcontainers:clickhouse/clickhouse-server", url, container=container)
-    # chdb allows one data path per process: each xdist worker gets its own.
-    path = TEST_STATE_DIR / "chdb" / f"{worker_id}-{os.getpid()}"
-    return Service("local:chdb", f"chdb://{path}")
+    # One server for every test worker (reused when it already answers), as a real server would be.
+    from infra.local.clickhouse import LocalClickHouse
+
+    server = LocalClickHouse(TEST_STATE_DIR, TEST_CLICKHOUSE_PORT)
+    server.ensure()
+    return Service("local:clickhouse-serve", server.url)
 
 
 def postgres_service() -> Service:

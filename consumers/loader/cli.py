@@ -10,12 +10,12 @@ from evpipe.settings import describe, load
 
 DESCRIPTION = """\
 Consume the events topic as a member of the loader consumer group and insert
-each partition's batches into ClickHouse (the embedded engine by default, or
-CLICKHOUSE_URL). Tables are created or migrated at start. Offsets are committed
-only after the insert; a replayed batch or a client's retried event_id counts
-once. Rows ClickHouse rejects go to the dead-letter topic with the error.
-Serves /metrics on METRICS_PORT and, with the embedded engine, a read-only
-/query that `evpipe query` uses while this process holds the engine's lock."""
+each partition's batches into the ClickHouse at CLICKHOUSE_URL (a server, a
+cluster, ClickHouse Cloud, or `evpipe clickhouse serve`). Tables are created or
+migrated at start. Offsets are committed only after the insert; a replayed
+batch or a client's retried event_id counts once, with any number of loaders.
+Rows ClickHouse rejects go to the dead-letter topic with the error. Serves
+/metrics and /healthz on METRICS_PORT."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,14 +37,12 @@ def run(args: argparse.Namespace) -> int:
     if args.migrate_only:
         return migrate_only(settings)
     from consumers.loader.app import Loader
-    from consumers.loader.engine import EngineLocked
+    from evpipe.clickhouse import ClickHouseUnreachable
 
     try:
-        # This process holds the embedded engine's lock: stage tables there are leftovers of killed loaders.
-        loader = Loader(settings, sole_process=True)
-    except EngineLocked as exc:
-        print(f"error: {exc}. Is another loader running on it? Run one loader per embedded engine, "
-              "or set CLICKHOUSE_URL to a ClickHouse server to run several.", file=sys.stderr)
+        loader = Loader(settings)
+    except ClickHouseUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     loader.run()
     return 0
@@ -52,9 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 def migrate_only(settings: LoaderSettings) -> int:
     from consumers.loader.tables import migrate
-    from evpipe.clickhouse import connect
+    from evpipe.clickhouse import ClickHouseUnreachable, connect_waiting
 
-    client = connect(settings.clickhouse_url, settings.evpipe_state_dir)
-    applied = migrate(client, settings.clickhouse_database, dedup_days=settings.loader_dedup_days)
+    try:
+        client = connect_waiting(settings.clickhouse_url, settings.loader_connect_wait_s)
+    except ClickHouseUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    applied = migrate(client, settings.clickhouse_database, dedup_days=settings.loader_dedup_days,
+                      cluster=settings.clickhouse_cluster)
     print("\n".join(applied) if applied else "schema up to date")
     return 0

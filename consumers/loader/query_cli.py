@@ -6,23 +6,20 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from evpipe.settings import ClickHouseSettings, StateSettings, describe, load
+from evpipe.settings import ClickHouseSettings, describe, load
 
 if TYPE_CHECKING:
     from consumers.loader.query import Result
 
 
-class QuerySettings(StateSettings, ClickHouseSettings):
+class QuerySettings(ClickHouseSettings):
     """Where ClickHouse is (the same variables the loader reads)."""
 
 
 DESCRIPTION = """\
-Run SQL against ClickHouse and print the result. With CLICKHOUSE_URL set, the
-query goes to that server; otherwise to the embedded engine under
-EVPIPE_STATE_DIR. The embedded engine's data directory can be open in one
-process only: while `evpipe loader` runs on it, the query is sent to the
-loader's read-only /query endpoint instead (found automatically).
-Unqualified table names resolve in CLICKHOUSE_DATABASE.
+Run SQL against the ClickHouse at CLICKHOUSE_URL (by default `evpipe
+clickhouse serve` on 127.0.0.1:8123) and print the result, as any ClickHouse
+client would. Unqualified table names resolve in CLICKHOUSE_DATABASE.
 
 examples:
   evpipe query "SELECT type, count() FROM events GROUP BY type ORDER BY 2 DESC"
@@ -56,30 +53,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def execute(settings: QuerySettings, sql: str) -> Result:
-    """Run on the server, the embedded engine, or the loader holding the embedded engine."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from consumers.loader.engine import EngineLocked, open_client
-    from consumers.loader.query import QueryError, endpoint_file, run_local, run_remote
-    from evpipe.clickhouse import embedded_path
+    from consumers.loader.query import QueryError, run_local
+    from evpipe.clickhouse import connect, redacted
 
-    path = embedded_path(settings.clickhouse_url, settings.evpipe_state_dir)
-    database = settings.clickhouse_database
     try:
-        client = open_client(settings.clickhouse_url, settings.evpipe_state_dir)
-    except EngineLocked:
-        assert path is not None
-        endpoint = endpoint_file(path)
-        if not endpoint.exists():
-            raise QueryError(
-                f"the embedded engine at {path} is locked by another process that serves no query endpoint; "
-                "stop that process, or run the loader (it serves queries on its admin port)"
-            ) from None
-        return run_remote(endpoint.read_text().strip(), sql, database)
+        client = connect(settings.clickhouse_url)
     except Exception as exc:  # noqa: BLE001 (shown as a one-line error, not a traceback)
-        raise QueryError(f"cannot connect to ClickHouse: {exc}") from None
+        raise QueryError(f"cannot connect to ClickHouse at {redacted(settings.clickhouse_url)}: {exc}; start it "
+                         "with `evpipe clickhouse serve` (or `evpipe dev up`), or set CLICKHOUSE_URL") from None
     try:
-        return run_local(client, sql, _existing(client, database))
+        return run_local(client, sql, _existing(client, settings.clickhouse_database))
     except ClickHouseError as exc:
         raise QueryError(str(exc).strip()) from None
 

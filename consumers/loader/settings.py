@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
 from consumers.runtime.settings import ConsumerSettings
@@ -18,14 +16,9 @@ class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings, LogSet
     loader_dedup_days: int = Field(
         30, ge=1, description="Days an event_id is remembered: a client retry within this window counts once."
     )
-    loader_admin_host: str = Field(
-        "0.0.0.0", description="Address of the /metrics (and, embedded engine only, read-only /query) server."
-    )
-    loader_engine_wait_s: float = Field(
-        60.0, ge=0, description="At start, how long to wait for another process to release the embedded engine."
-    )
-    loader_fail_file: Path | None = Field(
-        None, description="Fault injection: while this file exists every ClickHouse write fails (tests, drills)."
+    loader_admin_host: str = Field("0.0.0.0", description="Address of the /metrics and /healthz server.")
+    loader_connect_wait_s: float = Field(
+        60.0, ge=0, description="At start, how long to wait for ClickHouse to answer at CLICKHOUSE_URL."
     )
     # Runtime defaults re-tuned for ClickHouse: inserts of tens of thousands of rows about once a
     # second per partition keep parts few, and rows visible to analysts within seconds.
@@ -37,5 +30,5 @@ class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings, LogSet
         1.0, gt=0, description="Insert a partition's batch when its oldest message waited this long."
     )
     metrics_port: int = Field(
-        9310, ge=0, le=65535, description="Port of the admin server: /metrics, /healthz, /query (0: any free port)."
+        9310, ge=0, le=65535, description="Port of the admin server: /metrics and /healthz (0: any free port)."
     )

@@ -174,13 +174,14 @@ class Writer(Protocol):
 class ClickHouseWriter:
     """Inserts through the loader's sink: dedup against ``event_ids`` and a per-chunk insert token."""
 
-    def __init__(self, client: Any, database: str, dedup_days: int, fields: tuple[Field, ...] = FIELDS) -> None:
+    def __init__(self, client: Any, database: str, dedup_days: int, fields: tuple[Field, ...] = FIELDS,
+                 cluster: str = "") -> None:
         from consumers.loader.sink import ClickHouseSink
 
-        ensure_tables(client, database, fields, dedup_days)
+        ensure_tables(client, database, fields, dedup_days, cluster)
         refuse_stale_ids(client, database)
         self._rejected: list[tuple[int, str]] = []
-        self.sink = ClickHouseSink(client, database, fields, dead_letter=self._reject)
+        self.sink = ClickHouseSink(client, database, fields, dead_letter=self._reject, clustered=bool(cluster))
 
     def _reject(self, _batch: Any, rows: pa.Table, _offsets: list[int], error: str) -> None:
         # Rows ClickHouse refuses are reported as failed (the run exits non-zero), not dead-lettered:
@@ -193,7 +194,7 @@ class ClickHouseWriter:
         # The identity becomes the insert token: distinct from any live batch's "topic:partition:offsets".
         batch = Batch(f"archive:{identity}", 0, 0, rows.num_rows - 1, rows, 0)
         with self.sink.lock:
-            inserted, duplicates, rejected = self.sink._write(batch)
+            inserted, duplicates, rejected = self.sink.insert(batch)
         summary.written += inserted
         summary.duplicates += duplicates
         summary.failed += rejected
@@ -202,7 +203,7 @@ class ClickHouseWriter:
         self._rejected.clear()
 
     def finish(self, summary: Summary) -> None:
-        self.sink.close()
+        pass  # every chunk was inserted in write; nothing is staged on the server
 
 
 class Pacer:
@@ -241,14 +242,14 @@ class PacedWriter:
         self.inner.finish(summary)
 
 
-def ensure_tables(client: Any, database: str, fields: tuple[Field, ...], dedup_days: int) -> None:
+def ensure_tables(client: Any, database: str, fields: tuple[Field, ...], dedup_days: int, cluster: str = "") -> None:
     """Create the loader's tables, also when one was dropped after the migration ledger recorded it."""
-    from consumers.loader.tables import Tables, base_migrations, migrate
+    from consumers.loader.tables import Tables, Topology, base_migrations, migrate
 
-    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-    for migration in base_migrations(Tables(database), fields, dedup_days):
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`{Topology(cluster).on_cluster}")
+    for migration in base_migrations(Tables(database), fields, dedup_days, cluster):
         client.command(migration.statement)  # IF NOT EXISTS: recreates only what is missing
-    migrate(client, database, fields, dedup_days)
+    migrate(client, database, fields, dedup_days, cluster)
 
 
 def refuse_stale_ids(client: Any, database: str) -> None:

@@ -23,8 +23,8 @@ class ArchiveReplaySettings(StateSettings, ArchiveSettings, ClickHouseSettings, 
         30, ge=1, description="The loader's event_id window (used when the backfill creates missing tables)."
     )
     replay_batch_rows: int = Field(50_000, ge=1, description="Rows read and written per chunk (bounds memory).")
-    replay_engine_wait_s: float = Field(
-        10.0, ge=0, description="How long to wait for another process to release the embedded engine."
+    replay_connect_wait_s: float = Field(
+        10.0, ge=0, description="How long to wait for ClickHouse to answer at CLICKHOUSE_URL (--into clickhouse)."
     )
 
 
@@ -174,15 +174,15 @@ def _writer(settings: ArchiveReplaySettings, args: argparse.Namespace) -> Writer
 
     if args.into == "kafka":
         return KafkaWriter(producer_config(settings), args.topic or settings.kafka_replay_topic)
-    from consumers.loader.engine import EngineLocked, open_client
     from consumers.replay.archive import ReplayError
+    from evpipe.clickhouse import ClickHouseUnreachable, connect_waiting
 
     try:
-        client = open_client(settings.clickhouse_url, settings.evpipe_state_dir, wait_s=settings.replay_engine_wait_s)
-    except EngineLocked as exc:
-        raise ReplayError(f"{exc}: stop the loader using it (or use --into kafka and let it load the replay "
-                          "topic)") from None
-    return ClickHouseWriter(client, settings.clickhouse_database, settings.loader_dedup_days)
+        client = connect_waiting(settings.clickhouse_url, settings.replay_connect_wait_s)
+    except ClickHouseUnreachable as exc:
+        raise ReplayError(str(exc)) from None
+    return ClickHouseWriter(client, settings.clickhouse_database, settings.loader_dedup_days,
+                            cluster=settings.clickhouse_cluster)
 
 
 def _with_progress(run: Callable[[Progress], Summary], total_bytes: int) -> Summary:

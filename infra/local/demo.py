@@ -2,8 +2,8 @@
 
 It sends the same events every run (deterministic ids), so ClickHouse, which drops
 repeated event ids on insert, shows the same counts after a second run. Queries go
-through `evpipe query` (a subprocess), the path an analyst uses: while the loader
-holds the embedded engine it answers them on its /query endpoint.
+through `evpipe query` (a subprocess) against the stack's ClickHouse, the path an
+analyst uses.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def send(settings: StackSettings, sent: list[tuple[str, dict[str, Any]]]) -> int
 
 def query(settings: StackSettings, sql: str) -> list[dict[str, Any]]:
     """Run ``sql`` with `evpipe query --format json` against this stack's ClickHouse."""
-    env = os.environ | {"EVPIPE_STATE_DIR": str(settings.evpipe_state_dir.resolve())}
+    url = os.environ.get("CLICKHOUSE_URL") or f"http://127.0.0.1:{settings.evpipe_clickhouse_port}"
+    env = os.environ | {"EVPIPE_STATE_DIR": str(settings.evpipe_state_dir.resolve()), "CLICKHOUSE_URL": url}
     done = subprocess.run([sys.executable, "-m", "evpipe", "query", "--format", "json", sql],
                           check=False, capture_output=True, text=True, env=env, timeout=120)
     if done.returncode != 0:

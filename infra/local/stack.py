@@ -1,8 +1,10 @@
 """`evpipe dev up|down|status`: the local stack on loopback, idempotent, state under one directory.
 
-`up` starts the broker, creates the topics, then the pipeline (gateway, archiver,
-loader), each under its own supervisor daemon (restarted when it dies), with pid
-and log files under the state directory. What already runs is reused.
+`up` starts the broker, creates the topics, then the pipeline (`evpipe
+clickhouse serve` unless CLICKHOUSE_URL names another ClickHouse, gateway,
+archiver, loader), each under its own supervisor daemon (restarted when it
+dies), with pid and log files under the state directory. What already runs is
+reused.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from evpipe.settings import StateSettings
+from evpipe.settings import StateSettings, redact_url
 from infra.local.broker import DEFAULT_PORT, LocalBroker
 from infra.local.daemon import Daemon, StartError, pid_alive, port_open
 
@@ -37,7 +39,9 @@ class StackSettings(StateSettings):
     gateway_port: int = Field(8080, ge=1, le=65535, description="Port of the local gateway (API and /metrics).")
     evpipe_archiver_metrics_port: int = Field(9102, ge=1, le=65535, description="Port of the local archiver's /metrics.")
     evpipe_loader_metrics_port: int = Field(
-        9310, ge=1, le=65535, description="Port of the local loader's /metrics, /healthz and /query.")
+        9310, ge=1, le=65535, description="Port of the local loader's /metrics and /healthz.")
+    evpipe_clickhouse_port: int = Field(
+        8123, ge=1, le=65535, description="Port of the local `evpipe clickhouse serve` (ClickHouse's HTTP interface).")
     evpipe_archive_rotate_s: float = Field(
         10.0, gt=0, description="Local archiver: seconds before a Parquet file is closed (small, so files show soon).")
 
@@ -74,8 +78,8 @@ def up(settings: StackSettings, with_s3: bool, broker_only: bool = False) -> lis
         how = ceph.ensure()
         keys = f"access key {ceph.credentials().access_key}, secret in {ceph.paths.credentials}"
         results.append(ComponentStatus("s3", True, f"{how} ceph rgw on {ceph.endpoint} ({keys})"))
-    ch = os.environ.get("CLICKHOUSE_URL") or f"embedded chdb at {state / 'clickhouse'} (CLICKHOUSE_URL unset)"
-    results.append(ComponentStatus("clickhouse", True, ch))
+    if os.environ.get("CLICKHOUSE_URL"):
+        results.append(ComponentStatus("clickhouse", True, f"CLICKHOUSE_URL {redact_url(os.environ['CLICKHOUSE_URL'])}"))
     if not broker_only:
         results += up_pipeline(settings)
     return results + external_services(settings)
@@ -114,7 +118,7 @@ def down(settings: StackSettings) -> list[ComponentStatus]:
 
 # The demo's two sources, each with its own key (GATEWAY_API_KEYS of the local gateway).
 DEMO_KEYS: dict[str, str] = {"web": "demo-web-key", "mobile": "demo-mobile-key"}
-PIPELINE = ("gateway", "archiver", "loader")
+PIPELINE = ("clickhouse", "gateway", "archiver", "loader")
 
 
 @dataclass(frozen=True)
@@ -131,12 +135,19 @@ class PipelineProcess:
 
 
 def pipeline(settings: StackSettings) -> list[PipelineProcess]:
+    """The processes `dev up` runs, in start order (ClickHouse first: the loader is its client)."""
     state = settings.evpipe_state_dir.resolve()
-    base = {"EVPIPE_STATE_DIR": str(state), "KAFKA_BOOTSTRAP_SERVERS": broker(settings).bootstrap}
+    ch_port = settings.evpipe_clickhouse_port
+    clickhouse_url = os.environ.get("CLICKHOUSE_URL") or f"http://127.0.0.1:{ch_port}"
+    base = {"EVPIPE_STATE_DIR": str(state), "KAFKA_BOOTSTRAP_SERVERS": broker(settings).bootstrap,
+            "CLICKHOUSE_URL": clickhouse_url}
     keys = ",".join(f"{key}={source}" for source, key in DEMO_KEYS.items())
     gw, arch, load = (settings.gateway_port, settings.evpipe_archiver_metrics_port,
                       settings.evpipe_loader_metrics_port)
-    return [
+    clickhouse = [] if os.environ.get("CLICKHOUSE_URL") else [
+        PipelineProcess("clickhouse", ("clickhouse", "serve"), base | {"CLICKHOUSE_HTTP_PORT": str(ch_port)},
+                        f"http://127.0.0.1:{ch_port}/ping")]
+    return clickhouse + [
         PipelineProcess("gateway", ("gateway",), base | {"GATEWAY_PORT": str(gw), "GATEWAY_API_KEYS": keys},
                         f"http://127.0.0.1:{gw}/readyz"),
         PipelineProcess("archiver", ("archiver",), base | {
@@ -235,9 +246,12 @@ def stop_process(daemon: Daemon) -> bool:
 
 def down_pipeline(settings: StackSettings) -> list[ComponentStatus]:
     state = settings.evpipe_state_dir.resolve()
-    # Gateway first (no new events), then the consumers, which finish their batches on SIGTERM.
+    # Gateway first (no new events), then the consumers, which finish their batches on SIGTERM, then
+    # ClickHouse, which the loader writes its last batch to.
+    procs = pipeline(settings)
+    ordered = [p for p in procs if p.name != "clickhouse"] + [p for p in procs if p.name == "clickhouse"]
     return [ComponentStatus(p.name, False, "stopped" if stop_process(p.daemon(state)) else "was not running")
-            for p in pipeline(settings)]
+            for p in ordered]
 
 
 def process_pids(settings: StackSettings) -> dict[str, int]:

@@ -1,0 +1,63 @@
+"""`evpipe clickhouse serve` as a local background server, reused when one already answers on its port."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.local.daemon import Daemon, StartError, start_lock
+
+DEFAULT_PORT = 8123
+
+
+@dataclass(frozen=True)
+class LocalClickHouse:
+    state_dir: Path
+    port: int = DEFAULT_PORT
+    host: str = "127.0.0.1"
+    data_dir: Path | None = None  # default: <state_dir>/clickhouse
+
+    @property
+    def daemon(self) -> Daemon:
+        return Daemon(f"clickhouse-{self.port}", self.state_dir)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
+                return bool(response.read().startswith(b"Ok."))
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def ensure(self, timeout: float = 60.0) -> str:
+        """Start the server unless one already answers; returns 'reused' or 'started'."""
+        with start_lock(self.state_dir, self.daemon.name):
+            if self.healthy():
+                return "reused"
+            env = os.environ | {"EVPIPE_STATE_DIR": str(self.state_dir), "CLICKHOUSE_HTTP_HOST": self.host,
+                                "CLICKHOUSE_HTTP_PORT": str(self.port)}
+            if self.data_dir is not None:
+                env["CLICKHOUSE_DATA_DIR"] = str(self.data_dir)
+            self.daemon.start([sys.executable, "-m", "evpipe", "clickhouse", "serve"], env=env)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.healthy():
+                    return "started"
+                if self.daemon.pid() is None:
+                    raise StartError(f"evpipe clickhouse serve exited at start (port {self.port} in use, or its "
+                                     f"data directory held by another process?); log {self.daemon.log_file}:\n"
+                                     f"{self.daemon.log_tail()}")
+                time.sleep(0.2)
+            raise StartError(f"evpipe clickhouse serve did not answer on {self.url}/ping within {timeout:.0f}s; "
+                             f"log {self.daemon.log_file}")
+
+    def stop(self) -> bool:
+        return self.daemon.stop(timeout=60.0)
