@@ -24,7 +24,7 @@ class ClickHouseUnreachable(RuntimeError):
     """No ClickHouse answered at the URL within the wait; the message says where and what to do."""
 
 
-def connect(url: str = DEFAULT_URL, **kwargs: Any) -> Client:
+def connect(url: str = DEFAULT_URL, timeout_s: float = 60.0, **kwargs: Any) -> Client:
     parsed = urlparse(url or DEFAULT_URL)
     if parsed.scheme not in ("http", "https"):
         raise ValueError(f"CLICKHOUSE_URL must be http(s)://[user:password@]host:port; got {url!r} (the embedded "
@@ -35,17 +35,19 @@ def connect(url: str = DEFAULT_URL, **kwargs: Any) -> Client:
         username=unquote(parsed.username or "default"),
         password=unquote(parsed.password or ""),
         secure=parsed.scheme == "https",
+        connect_timeout=min(10.0, timeout_s),
+        send_receive_timeout=timeout_s,
         **kwargs,
     )
 
 
-def connect_waiting(url: str, wait_s: float, **kwargs: Any) -> Client:
+def connect_waiting(url: str, wait_s: float, timeout_s: float = 60.0, **kwargs: Any) -> Client:
     """Connect, retrying while nothing answers for up to ``wait_s`` (a server still starting)."""
     deadline = time.monotonic() + wait_s
     delay = 0.2
     while True:
         try:
-            return connect(url, **kwargs)
+            return connect(url, timeout_s, **kwargs)
         except OperationalError as exc:
             if time.monotonic() >= deadline:
                 raise ClickHouseUnreachable(
@@ -56,7 +58,7 @@ def connect_waiting(url: str, wait_s: float, **kwargs: Any) -> Client:
 
 
 def connect_from(settings: ClickHouseSettings) -> Client:
-    return connect(settings.clickhouse_url)
+    return connect(settings.clickhouse_url, settings.clickhouse_timeout_s)
 
 
 def redacted(url: str) -> str:

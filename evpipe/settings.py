@@ -62,6 +62,10 @@ class ClickHouseSettings(EnvSettings):
         "cluster, ClickHouse Cloud, or `evpipe clickhouse serve` (the embedded engine, the local default)."
     )
     clickhouse_database: str = Field("evpipe", description="ClickHouse database holding the events tables.")
+    clickhouse_timeout_s: float = Field(
+        60.0, gt=0, description="Longest one ClickHouse request may take before the client gives up (the loader "
+        "then retries): a frozen server must not stall a loader for clickhouse-connect's default 5 minutes."
+    )
     clickhouse_cluster: str = Field(
         "", description="ClickHouse cluster name for ON CLUSTER DDL with Replicated tables and Distributed tables "
         "over them; empty: one node (or ClickHouse Cloud).",

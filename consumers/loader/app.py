@@ -28,7 +28,8 @@ class Loader:
     ) -> None:
         self.settings = settings
         # A ClickHouse server still starting (`evpipe dev up`, a pod restart) is waited for, not a crash.
-        self.client = connect_waiting(settings.clickhouse_url, settings.loader_connect_wait_s)
+        self.client = connect_waiting(settings.clickhouse_url, settings.loader_connect_wait_s,
+                                      settings.clickhouse_timeout_s)
         applied = migrate(self.client, settings.clickhouse_database, fields, settings.loader_dedup_days,
                           settings.clickhouse_cluster)
         if applied:

@@ -59,7 +59,7 @@ def execute(settings: QuerySettings, sql: str) -> Result:
     from evpipe.clickhouse import connect, redacted
 
     try:
-        client = connect(settings.clickhouse_url)
+        client = connect(settings.clickhouse_url, settings.clickhouse_timeout_s)
     except Exception as exc:  # noqa: BLE001 (shown as a one-line error, not a traceback)
         raise QueryError(f"cannot connect to ClickHouse at {redacted(settings.clickhouse_url)}: {exc}; start it "
                          "with `evpipe clickhouse serve` (or `evpipe dev up`), or set CLICKHOUSE_URL") from None

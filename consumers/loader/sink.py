@@ -175,6 +175,9 @@ class ClickHouseSink:
         except DatabaseError as exc:
             if not is_data_error(exc):
                 raise
+            if self.dead_letter is None:  # before any half is stored: nothing is half-written
+                raise UndeliverableRows(f"ClickHouse rejected rows of {batch.identity} and no dead-letter "
+                                        f"destination is configured: {_short(exc)}") from None
             if rows.num_rows == 1:
                 return [], [(start, rows, _short(exc))]
         middle = rows.num_rows // 2

@@ -245,7 +245,19 @@ def migrate(
     for migration in column_migrations(client, tables, fields, cluster):
         _run(client, tables, migration, cluster)
         ran.append(migration.id)
+    ran += drop_embedded_stage_tables(client, tables)
     return ran
+
+
+def drop_embedded_stage_tables(client: Client, tables: Tables) -> list[str]:
+    """Drop the per-process ``_loader_stage_*`` Memory tables that loaders kept when they ran the engine
+    in-process (before 0.2): empty after any restart, and no loader uses them any more."""
+    names = [row[0] for row in client.query(
+        "SELECT name FROM system.tables WHERE database = {d:String} AND startsWith(name, '_loader_stage_')",
+        parameters={"d": tables.database}).result_rows]
+    for name in names:
+        client.command(f"DROP TABLE IF EXISTS {tables.name(name)}")
+    return [f"drop {name}" for name in names]
 
 
 def column_migrations(

@@ -1,13 +1,10 @@
 """Run `evpipe loader` as a real process against Kafka and ClickHouse, and read what it loaded.
 
-With the embedded engine the loader holds the data directory, so the test never
-opens it in its own process: it reads through the loader's /query endpoint, or
-through an `evpipe query` subprocess once no loader runs.
+Loaders are ClickHouse clients: the test reads through its own client, as an analyst would.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers.loader.query import QueryError, endpoint_file, run_remote
 from tests.providers import Service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,60 +21,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class Target:
-    """Where the loaders write: a chdb path of this test, or the server the fixtures chose."""
+    """Where the loaders write: the ClickHouse the fixtures chose, in a database of this test."""
 
     url: str
     database: str
-    path: Path | None = None  # embedded engine data directory
 
     @classmethod
-    def choose(cls, clickhouse: Service, database: str, tmp_path: Path) -> Target:
-        if clickhouse.provider == "local:chdb":
-            path = tmp_path / "clickhouse"
-            return cls(f"chdb://{path}", database, path)
+    def choose(cls, clickhouse: Service, database: str, tmp_path: Path | None = None) -> Target:
         return cls(clickhouse.url, database)
 
     def env(self) -> dict[str, str]:
         return {"CLICKHOUSE_URL": self.url, "CLICKHOUSE_DATABASE": self.database}
 
-    def query(self, sql: str, loader_alive: bool = False) -> list[dict[str, Any]]:
-        """Rows as dicts. ``loader_alive``: never open the engine here (it would block the loader's start)."""
-        if self.path is None:
-            from evpipe.clickhouse import connect
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        from evpipe.clickhouse import connect
 
-            client = connect(self.url)
-            client.database = self.database
-            result = client.query(sql)
-            return [dict(zip(result.column_names, row)) for row in result.result_rows]
-        endpoint = endpoint_file(self.path)
-        if endpoint.exists():
-            try:
-                result = run_remote(endpoint.read_text().strip(), sql, self.database, timeout=30)
-                return [dict(zip(result.columns, row)) for row in result.rows]
-            except QueryError:
-                if loader_alive:
-                    raise
-                # a stale file of a killed loader: open the engine in a subprocess
-        if loader_alive:
-            raise QueryError("the loader is starting: no query endpoint yet")
-        for attempt in range(5):  # a just-killed loader's lock can take a moment to go away
-            out = subprocess.run([sys.executable, "-m", "evpipe", "query", "--format", "json", sql], cwd=ROOT,
-                                 env=os.environ | self.env(), capture_output=True, text=True, timeout=120, check=False)
-            if out.returncode == 0 or "does not answer" not in out.stderr:
-                break
-            time.sleep(2)
-        if out.returncode != 0:
-            raise AssertionError(f"evpipe query failed: {out.stderr[-2000:]}")
-        return list(json.loads(out.stdout))
+        client = connect(self.url)
+        client.database = self.database
+        result = client.query(sql)
+        return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
-    def counts(self, loader_alive: bool = False) -> tuple[int, int]:
+    def counts(self) -> tuple[int, int]:
         """(count(), uniqExact(event_id)) without FINAL; (0, 0) before the table exists."""
         try:
-            row = self.query("SELECT count() AS n, uniqExact(event_id) AS u FROM events", loader_alive)[0]
-        except (AssertionError, QueryError) as exc:
-            starting = ("UNKNOWN_TABLE", "doesn't exist", "UNKNOWN_DATABASE", "serves no query endpoint",
-                        "no query endpoint yet", "does not answer")
-            if any(text in str(exc) for text in starting):  # a loader still starting up
+            row = self.query("SELECT count() AS n, uniqExact(event_id) AS u FROM events")[0]
+        except Exception as exc:  # a loader still starting: no database or table yet
+            if any(text in str(exc) for text in ("UNKNOWN_TABLE", "doesn't exist", "UNKNOWN_DATABASE",
+                                                 "does not exist")):
                 return 0, 0
             raise
         return int(row["n"]), int(row["u"])
@@ -87,7 +56,7 @@ class Target:
         deadline = time.monotonic() + timeout
         got = (0, 0)
         while time.monotonic() < deadline:
-            got = self.counts(loader_alive=any(p.alive() for p in alive or []))
+            got = self.counts()
             if got[0] >= expected:
                 return got
             for proc in alive or []:

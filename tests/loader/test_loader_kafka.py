@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ import pytest
 from consumers.loader.app import Loader
 from consumers.loader.settings import LoaderSettings
 from evpipe.settings import load
+from infra.local.clickhouse import LocalClickHouse
+from infra.local.daemon import free_port
 from schemas.envelope import format_timestamp
 from tests.loader.events import BASE, event, messages
 from tests.loader.harness import LoaderProcess, Target, loader_env, read_dead_letters
@@ -44,19 +48,19 @@ def test_n_events_load_once_with_client_retries_and_a_rejected_row(
     bad = event(99_999, event_id="not-a-uuid")
     produce(kafka.url, topic, messages(events + [bad] + _retried(events[:200])))
     target = Target.choose(clickhouse, unique_name("db"), tmp_path)
-    loader = LoaderProcess(loader_env(kafka, topic, unique_name("g"), target), tmp_path / "loader.log").start()
+    port = free_port()
+    loader = LoaderProcess(loader_env(kafka, topic, unique_name("g"), target, METRICS_PORT=str(port)),
+                           tmp_path / "loader.log").start()
     try:
         assert target.wait_for(3000, 120, [loader]) == (3000, 3000), loader.tail()
         time.sleep(2)  # nothing more arrives late
         assert target.counts() == (3000, 3000)
         rollup = target.query("SELECT sum(events) AS n FROM events_per_minute")[0]["n"]
         assert int(rollup) == 3000
-        if target.path is not None:
-            endpoint = (target.path.parent / "clickhouse.query-endpoint").read_text().strip()
-            with urllib.request.urlopen(f"{endpoint}/metrics") as response:
-                metrics = response.read().decode()
-            assert 'evpipe_loader_rows_total{outcome="duplicate"} 200.0' in metrics
-            assert 'evpipe_loader_rows_total{outcome="rejected"} 1.0' in metrics
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+            metrics = response.read().decode()
+        assert 'evpipe_loader_rows_total{outcome="duplicate"} 200.0' in metrics
+        assert 'evpipe_loader_rows_total{outcome="rejected"} 1.0' in metrics
     finally:
         code = loader.terminate()
     assert code == 0, loader.tail()
@@ -135,7 +139,7 @@ def _paced_produce(bootstrap: str, topic: str, events: list[dict], chunks: int, 
 def test_two_loaders_in_one_group_with_rebalances(
     kafka: Service, clickhouse: Service, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Members in one process sharing the fixture's engine (an embedded engine opens in one process only)."""
+    """Members in one process, each with its own ClickHouse client, joining and leaving."""
     total = 30_000
     create_topic(kafka.url, topic, 6)
     target = Target(clickhouse.url, unique_name("db"))
@@ -185,41 +189,62 @@ def _counts(loader: Loader) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+@pytest.fixture
+def private_clickhouse(tmp_path: Path) -> Iterator[LocalClickHouse]:
+    """A ClickHouse server of this test alone, so outages hit nobody else."""
+    server = LocalClickHouse(tmp_path / "ch-state", free_port())
+    server.ensure()
+    yield server
+    os.kill(server.daemon.pid() or 0, signal.SIGCONT) if server.daemon.pid() else None
+    server.stop()
+
+
 @pytest.mark.fault
-def test_clickhouse_unavailable_for_30_seconds(
-    kafka: Service, clickhouse: Service, topic: str, tmp_path: Path
+@pytest.mark.parametrize("outage", ["sigstop", "kill -9"])
+def test_clickhouse_outage_of_30_seconds(
+    outage: str, kafka: Service, private_clickhouse: LocalClickHouse, topic: str, tmp_path: Path
 ) -> None:
+    """A real outage of the server process: frozen (SIGSTOP: connections hang) or killed and restarted."""
     create_topic(kafka.url, topic, 3)
-    target = Target.choose(clickhouse, unique_name("db"), tmp_path)
-    outage = tmp_path / "clickhouse-down"
-    loader = LoaderProcess(loader_env(kafka, topic, unique_name("g"), target, LOADER_FAIL_FILE=str(outage)),
+    target = Target(private_clickhouse.url, unique_name("db"))
+    loader = LoaderProcess(loader_env(kafka, topic, unique_name("g"), target, CLICKHOUSE_TIMEOUT_S="5"),
                            tmp_path / "loader.log").start()
     try:
         produce(kafka.url, topic, messages(_events(2000)))
         assert target.wait_for(2000, 120, [loader]) == (2000, 2000), loader.tail()
-        outage.touch()
+        pid = private_clickhouse.daemon.pid()
+        assert pid is not None
+        if outage == "sigstop":
+            os.kill(pid, signal.SIGSTOP)
+        else:
+            os.kill(pid, signal.SIGKILL)
         produce(kafka.url, topic, messages(_events(3000, start=2000)))
         time.sleep(30)
-        assert target.counts() == (2000, 2000)  # nothing got in during the outage...
-        assert "injected outage" in loader.tail(20_000)
-        outage.unlink()
-        assert target.wait_for(5000, 120, [loader]) == (5000, 5000), loader.tail()  # ...and nothing was lost
+        if outage == "sigstop":
+            os.kill(pid, signal.SIGCONT)
+        else:
+            assert private_clickhouse.ensure() == "started"
+        assert target.wait_for(5000, 180, [loader]) == (5000, 5000), loader.tail()  # nothing lost or doubled
+        time.sleep(3)
+        assert target.counts() == (5000, 5000)
     finally:
-        outage.unlink(missing_ok=True)
         code = loader.terminate()
     assert code == 0, loader.tail()
 
 
-def test_real_clickhouse_server(kafka: Service, clickhouse: Service, topic: str, tmp_path: Path) -> None:
-    if clickhouse.provider == "local:chdb":
-        pytest.skip("no ClickHouse server: set CLICKHOUSE_URL (or run with Docker) to test one; "
-                    "the embedded engine ran every other test")
-    create_topic(kafka.url, topic, 3)
+def test_two_loader_processes_share_one_clickhouse(kafka: Service, clickhouse: Service, topic: str,
+                                                   tmp_path: Path) -> None:
+    """Loaders scale out: two processes in one group, one ClickHouse, every event once."""
+    create_topic(kafka.url, topic, 6)
     target = Target.choose(clickhouse, unique_name("db"), tmp_path)
-    produce(kafka.url, topic, messages(_events(5000)))
-    loader = LoaderProcess(loader_env(kafka, topic, unique_name("g"), target), tmp_path / "loader.log").start()
+    env = loader_env(kafka, topic, unique_name("g"), target)
+    loaders = [LoaderProcess(env, tmp_path / f"loader-{i}.log").start() for i in range(2)]
     try:
-        assert target.wait_for(5000, 120, [loader]) == (5000, 5000), loader.tail()
+        produce(kafka.url, topic, messages(_events(6000) + _retried(_events(500))))
+        assert target.wait_for(6000, 180, loaders) == (6000, 6000), loaders[0].tail() + loaders[1].tail()
+        time.sleep(3)
+        assert target.counts() == (6000, 6000)
+        assert all(loader.alive() for loader in loaders)
     finally:
-        code = loader.terminate()
-    assert code == 0, loader.tail()
+        codes = [loader.terminate() for loader in loaders]
+    assert codes == [0, 0], loaders[0].tail() + loaders[1].tail()

@@ -1,4 +1,4 @@
-"""`evpipe query`: output formats, the README's sample queries, and the locked embedded engine."""
+"""`evpipe query`: output formats, the README's sample queries, the CLI against a server; the loader's admin server."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from consumers.loader.admin import AdminServer
-from consumers.loader.query import QueryError, Result, endpoint_file, render, run_local, run_remote
+from consumers.loader.query import Result, render, run_local
 from consumers.loader.sink import ClickHouseSink
 from consumers.loader.tables import migrate
 from evpipe.clickhouse import connect
+from infra.local.daemon import free_port
 from tests.loader.events import batch, counts, event
 from tests.providers import Service
 
@@ -69,81 +70,37 @@ def test_readme_sample_queries_run_and_answer(clickhouse: Service, ch_database: 
     assert [tuple(r) for r in funnel.rows] == [(1, 1), (2, 1), (3, 1)]
     rollup = run_local(client, next(q for k, q in queries.items() if k.startswith("per-minute")), ch_database)
     assert sum(r[3] for r in rollup.rows) == 6
-    sink.close()
 
 
-def test_admin_query_is_read_only_and_leaves_writes_working(clickhouse: Service, ch_database: str) -> None:
-    client = connect(clickhouse.url)
-    migrate(client, ch_database)
-    sink = ClickHouseSink(client, ch_database)
-    admin = AdminServer("127.0.0.1", 0, client=client, lock=sink.lock, database=ch_database).start()
+def test_admin_server_serves_metrics_and_health_only() -> None:
+    admin = AdminServer("127.0.0.1", 0).start()
     try:
-        assert run_remote(admin.url, "SELECT count() AS n FROM events").rows == [[0]]
-        for statement in ("DROP TABLE events", "INSERT INTO events SELECT * FROM events",
-                          "SELECT 1; DROP TABLE events", "SELECT 1 INTO OUTFILE 'x.csv'"):
-            with pytest.raises(QueryError, match="read-only endpoint"):
-                run_remote(admin.url, statement)
-        assert run_remote(admin.url, "-- note\n/* c */ WITH 2 AS x SELECT x AS y;").rows == [[2]]
-        sink.write(batch([event(i) for i in range(5)]))  # the loader's own writes still work
-        assert run_remote(admin.url, "SELECT count() AS n FROM events").rows == [[5]]
         with urllib.request.urlopen(f"{admin.url}/metrics") as response:
-            text = response.read().decode()
-        assert "evpipe_loader_rows_total" in text and "evpipe_loader_insert_seconds" in text
+            assert b"# HELP" in response.read()
+        with urllib.request.urlopen(f"{admin.url}/healthz") as response:
+            assert response.read() == b"ok\n"
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(f"{admin.url}/query?sql=SELECT%201")
+        assert gone.value.code == 404 and b"ClickHouse itself" in gone.value.read()
     finally:
         admin.stop()
-        sink.close()
 
 
 def _env(url: str, database: str = "evpipe") -> dict[str, str]:
     return {**os.environ, "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": database, "PYTHONPATH": str(ROOT)}
 
 
+def _query(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(EVPIPE + ["query", *args], cwd=ROOT, env=_env(url), capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
 @pytest.mark.slow
-def test_cli_on_a_fresh_embedded_engine(tmp_path: Path) -> None:
-    out = subprocess.run(EVPIPE + ["query", "--format", "csv", "SELECT 1 AS one, 'x' AS two"], cwd=ROOT,
-                         env=_env(f"chdb://{tmp_path / 'ch'}"), capture_output=True, text=True, timeout=120, check=False)
+def test_cli_is_a_client_of_the_server(clickhouse: Service) -> None:
+    out = _query(clickhouse.url, "--format", "csv", "SELECT 1 AS one, 'x' AS two")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["one,two", "1,x"]
-    bad = subprocess.run(EVPIPE + ["query", "SELECT nope FROM nowhere"], cwd=ROOT,
-                         env=_env(f"chdb://{tmp_path / 'ch'}"), capture_output=True, text=True, timeout=120, check=False)
+    bad = _query(clickhouse.url, "SELECT nope FROM nowhere")
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
-
-
-@pytest.mark.slow
-def test_cli_goes_through_the_holder_when_the_engine_is_locked(tmp_path: Path) -> None:
-    path = tmp_path / "ch"
-    holder = subprocess.Popen([sys.executable, "-m", "tests.loader.hold_engine", str(path), "analytics"], cwd=ROOT,
-                              env=_env(""), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None
-        url = holder.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:") and endpoint_file(path).read_text().strip() == url
-        # A second process cannot open the locked engine directly...
-        script = ("from pathlib import Path\nfrom consumers.loader.engine import open_client\n"
-                  f"open_client('chdb://{path}', Path('.'), wait_s=1)")
-        probe = subprocess.run([sys.executable, "-c", script],
-                               cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-        assert probe.returncode != 0 and "EngineLocked" in probe.stderr and "one" in probe.stderr
-        # A loader on the same engine waits, then gives up with a clear error.
-        loader = subprocess.run(EVPIPE + ["loader"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                                check=False, env=_env(f"chdb://{path}") | {"LOADER_ENGINE_WAIT_S": "1"})
-        assert loader.returncode == 1 and "Is another loader running on it?" in loader.stderr
-        assert "Traceback" not in loader.stderr
-        # ...so `evpipe query` asks the holder.
-        out = subprocess.run(EVPIPE + ["query", "--format", "json", "SELECT count() AS n FROM events"], cwd=ROOT,
-                             env=_env(f"chdb://{path}", "analytics"), capture_output=True, text=True, timeout=120, check=False)
-        assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout) == [{"n": 3}]
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(60)
-    assert not endpoint_file(path).exists()
-
-
-def test_remote_errors_are_readable() -> None:
-    from consumers.loader.query import QueryError
-
-    with pytest.raises(QueryError, match="does not answer"):
-        run_remote("http://127.0.0.1:9", "SELECT 1", timeout=2)
-    assert isinstance(urllib.error.URLError("x"), OSError)
+    down = _query(f"http://127.0.0.1:{free_port()}", "SELECT 1")
+    assert down.returncode == 1 and "evpipe clickhouse serve" in down.stderr and "Traceback" not in down.stderr

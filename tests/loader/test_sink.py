@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from pathlib import Path
 
 import orjson
 import pyarrow as pa
 import pytest
 
-from consumers.loader.sink import ClickHouseSink, ClickHouseUnavailable, UndeliverableRows
+from consumers.loader.sink import ClickHouseSink, UndeliverableRows
 from consumers.loader.tables import applied, existing_columns, migrate
 from evpipe.clickhouse import connect
 from schemas.fields import FIELDS, Field, Kind, Origin
@@ -31,12 +30,11 @@ def sink(client, ch_database: str):  # type: ignore[no-untyped-def]
     s = ClickHouseSink(client, ch_database,
                        dead_letter=lambda b, rows, offsets, err: dead.append((b.identity, rows, offsets, err)))
     s.dead = dead  # type: ignore[attr-defined]
-    yield s
-    s.close()
+    return s
 
 
 def test_provider_is_real(clickhouse: Service) -> None:
-    assert clickhouse.provider in ("env", "local:chdb") or clickhouse.provider.startswith("testcontainers:")
+    assert clickhouse.provider in ("env", "local:clickhouse-serve") or clickhouse.provider.startswith("testcontainers:")
 
 
 def test_migrate_is_idempotent_and_recorded(client, ch_database: str) -> None:  # type: ignore[no-untyped-def]
@@ -123,24 +121,6 @@ def test_rejected_rows_without_dead_letter_fail_the_batch(client, ch_database: s
     with pytest.raises(UndeliverableRows, match="no dead-letter"):
         sink.write(batch(events))
     assert counts(client, ch_database) == (0, 0)  # nothing half-written: the runtime retries the batch
-    sink.close()
-
-
-def test_fail_file_injects_an_outage(client, ch_database: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    migrate(client, ch_database)
-    flag = tmp_path / "down"
-    sink = ClickHouseSink(client, ch_database, fail_file=flag)
-    b = batch([event(i) for i in range(10)])
-    flag.touch()
-    with pytest.raises(ClickHouseUnavailable):
-        sink.begin(b)
-    with pytest.raises(ClickHouseUnavailable):
-        sink.write(b)
-    flag.unlink()
-    sink.begin(b)
-    sink.write(b)
-    assert counts(client, ch_database) == (10, 10)
-    sink.close()
 
 
 NEW_FIELD = Field("campaign", Kind.TEXT, False, Origin.CLIENT, "Marketing campaign.", max_length=200)
@@ -174,8 +154,6 @@ def test_live_migration_adds_a_column_while_old_writers_insert(
     tagged = client.query(f"SELECT count() FROM `{ch_database}`.events WHERE campaign = 'spring'").result_rows[0][0]
     assert tagged == 50
     assert migrate(client, ch_database, grown) == []
-    old.close()
-    new.close()
 
 
 def _with_campaign(events: list[dict]) -> pa.Table:  # type: ignore[type-arg]
@@ -186,18 +164,16 @@ def _with_campaign(events: list[dict]) -> pa.Table:  # type: ignore[type-arg]
     return parse_ndjson(b"\n".join(orjson.dumps(e) for e in events), FIELDS + (NEW_FIELD,))
 
 
-def test_unique_stage_tables_are_dropped(client, ch_database: str) -> None:  # type: ignore[no-untyped-def]
-    migrate(client, ch_database)
-    sinks = [ClickHouseSink(client, ch_database) for _ in range(2)]
-    assert sinks[0].stage != sinks[1].stage
-    for s in sinks:
-        s.close()
-    left = client.query("SELECT count() FROM system.tables WHERE database = {d:String} "
-                        "AND startsWith(name, '_loader_stage_')", parameters={"d": ch_database}).result_rows[0][0]
-    assert left == 0
-    leftover = ClickHouseSink(client, ch_database)  # as if its loader was killed: never closed
-    names = {table.split("`")[-2] for table in (leftover.stage, leftover.ids)}
-    assert set(ClickHouseSink.drop_stale_stages(client, ch_database)) == names
+def test_the_write_path_leaves_no_table_on_the_server(sink: ClickHouseSink, client) -> None:  # type: ignore[no-untyped-def]
+    """Nothing per loader or per session lives on the server: any number of loaders can share it."""
+    events = [event(i) for i in range(60)]
+    sink.write(batch(events[:50]))
+    sink.write(batch(events[40:], first=50))  # ten of them again: the dedup probe's path
+    names = {row[0] for row in client.query("SELECT name FROM system.tables WHERE database = {d:String}",
+                                            parameters={"d": sink.tables.database}).result_rows}
+    assert names == {"events", "event_ids", "events_per_minute", "events_per_minute_mv", "loader_batches",
+                     "schema_migrations"}
+    assert counts(client, sink.tables.database) == (60, 60)
 
 
 def test_ids_are_uuid_typed(sink: ClickHouseSink, client) -> None:  # type: ignore[no-untyped-def]
@@ -207,20 +183,26 @@ def test_ids_are_uuid_typed(sink: ClickHouseSink, client) -> None:  # type: igno
     assert got == uuid.UUID(wanted)
 
 
-def test_fresh_batches_take_the_direct_path_and_repeats_the_staged_one(
+def test_fresh_batches_go_in_whole_and_retries_without_their_known_rows(
     sink: ClickHouseSink, client, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
-    taken: list[str] = []
-    direct, staged = sink._write_direct, sink._write_staged
-    monkeypatch.setattr(sink, "_write_direct", lambda b, rows: taken.append("direct") or direct(b, rows))
-    monkeypatch.setattr(sink, "_write_staged", lambda b, rows: taken.append("staged") or staged(b, rows))
+    inserted: list[int] = []  # rows of each events insert
+    insert = sink.client.insert_arrow
+
+    def counting(table: str, rows: pa.Table, **kwargs: object) -> object:
+        if table == sink.tables.events:
+            inserted.append(rows.num_rows)
+        return insert(table, rows, **kwargs)
+
+    monkeypatch.setattr(sink.client, "insert_arrow", counting)
     first = [event(i) for i in range(100)]
     sink.write(batch(first, first=0))
     sink.write(batch([event(i) for i in range(100, 200)], first=100))
     sink.write(batch(first[:5] + [event(300)], first=200))  # a client retry of five known ids
     repeated = [event(400), event(401)]
     sink.write(batch(repeated + [dict(repeated[0])], first=300))  # an id twice in one batch
-    assert taken == ["direct", "direct", "staged", "staged"]
+    sink.write(batch(first[:3], first=400))  # nothing new: no insert at all
+    assert inserted == [100, 100, 1, 2]
     assert counts(client, sink.tables.database) == (203, 203)
 
 
