@@ -103,7 +103,7 @@ def run(quick: bool) -> dict[str, Any]:
         {"what": "ingest-to-queryable p50 / p90 / p99 ms",
          "events_per_s": f"{m['p50_ms']:,.0f} / {m['p90_ms']:,.0f} / {m['p99_ms']:,.0f}"},
         {"what": "drain after the load (s)", "events_per_s": f"{m['drain_s']:.1f}"},
-        {"what": "latency poll through the loader's /query: p50 / max ms",
+        {"what": "latency poll (a ClickHouse client query): p50 / max ms",
          "events_per_s": f"{m['poll_p50_ms']:,.0f} / {m['poll_max_ms']:,.0f}"},
     ] + [{"what": f"{name}: mean CPU % / peak RSS MiB",
           "events_per_s": f"{p['cpu_mean_pct']:.0f} / {p['rss_peak_mib']:.0f}"}

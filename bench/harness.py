@@ -1,7 +1,7 @@
 """The whole pipeline on a private state directory, and what the end-to-end benchmarks measure on it.
 
-:class:`Pipeline` starts a broker on a free port and the gateway, archiver and loader
-(the same supervised processes `evpipe dev up` runs), and stops them all on exit.
+:class:`Pipeline` starts a broker on a free port and `evpipe clickhouse serve`, the gateway,
+archiver and loader (the same supervised processes `evpipe dev up` runs), and stops them all on exit.
 :class:`Tracker` follows marker events until ClickHouse shows them (ingest-to-queryable
 latency) and samples the loaded count; :class:`Sampler` samples CPU and RSS per process.
 """
@@ -30,8 +30,9 @@ class Pipeline:
         self.settings = StackSettings(
             evpipe_state_dir=workdir / "state", evpipe_broker_port=free_port(), gateway_port=free_port(),
             evpipe_archiver_metrics_port=free_port(), evpipe_loader_metrics_port=free_port(),
-            evpipe_archive_rotate_s=archive_rotate_s,
+            evpipe_clickhouse_port=free_port(), evpipe_archive_rotate_s=archive_rotate_s,
         )
+        self._client: Any = None
         self.state = self.settings.evpipe_state_dir.resolve()
         self.warm = 60  # warm-up events, in every count (callers subtract them)
 
@@ -77,12 +78,18 @@ class Pipeline:
     def gateway_port(self) -> int:
         return self.settings.gateway_port
 
-    def query(self, sql: str) -> list[list[Any]]:
-        """SQL through the loader's read-only /query endpoint (the loader holds the embedded engine)."""
-        from consumers.loader.query import run_remote
+    @property
+    def clickhouse_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.evpipe_clickhouse_port}"
 
-        endpoint = f"http://127.0.0.1:{self.settings.evpipe_loader_metrics_port}"
-        return run_remote(endpoint, sql, "evpipe", timeout=60).rows
+    def query(self, sql: str) -> list[list[Any]]:
+        """SQL on the stack's ClickHouse, through a client of its own as an analyst's would be."""
+        from evpipe.clickhouse import connect
+
+        if self._client is None:
+            self._client = connect(self.clickhouse_url)
+            self._client.database = "evpipe"
+        return [list(row) for row in self._client.query(sql).result_rows]
 
     def loaded(self) -> tuple[int, int]:
         """(rows, distinct event ids) in ClickHouse."""

@@ -97,14 +97,25 @@ def run(quick: bool) -> dict[str, Any]:
         store, start = _archive(workdir / "archive", topic, n)
         window = Window(start, start + dt.timedelta(hours=HOURS))
         files = list_files(store, topic, window)
-        client = connect(os.environ.get("CLICKHOUSE_URL") or f"chdb://{workdir / 'clickhouse'}")
-        warmup = f"bench_replay_{tag}_warmup"
-        _raw(client, warmup, store, files[:1])  # first-use costs of the engine, timed by neither
-        client.command(f"DROP DATABASE IF EXISTS `{warmup}`")
-        # Alternate the paths, each into a fresh database, and keep medians: single runs are sub-second.
-        for i in range(rounds):
-            print(f"round {i + 1}/{rounds}: raw insert, replay, replay again ...", flush=True)
-            _round(client, f"bench_replay_{tag}_{i}", store, files, topic, window, n, times)
+        server = None
+        if not os.environ.get("CLICKHOUSE_URL"):  # a private `evpipe clickhouse serve`
+            from infra.local.clickhouse import LocalClickHouse
+            from infra.local.daemon import free_port
+
+            server = LocalClickHouse(workdir / "state", free_port())
+            server.ensure()
+        try:
+            client = connect(os.environ.get("CLICKHOUSE_URL") or (server.url if server else ""))
+            warmup = f"bench_replay_{tag}_warmup"
+            _raw(client, warmup, store, files[:1])  # first-use costs of the engine, timed by neither
+            client.command(f"DROP DATABASE IF EXISTS `{warmup}`")
+            # Alternate the paths, each into a fresh database, and keep medians: single runs are sub-second.
+            for i in range(rounds):
+                print(f"round {i + 1}/{rounds}: raw insert, replay, replay again ...", flush=True)
+                _round(client, f"bench_replay_{tag}_{i}", store, files, topic, window, n, times)
+        finally:
+            if server is not None:
+                server.stop()
     raw_s, first_s, again_s = (statistics.median(times[k]) for k in ("raw", "replay", "again"))
     rows = [
         {"path": label, "events": n, "median_s": round(median, 3), "events_per_s": round(n / median),

@@ -21,7 +21,7 @@ def test_fixtures_use_the_local_real_servers(
 ) -> None:
     """With no env vars and no Docker, each fixture runs a real local server, never a fake."""
     assert kafka.provider == "local:tansu"
-    assert clickhouse.provider == "local:chdb" and clickhouse.url.startswith("chdb://")
+    assert clickhouse.provider == "local:clickhouse-serve" and clickhouse.url.startswith("http://127.0.0.1:")
     assert postgres.provider == "local:postgres"
     assert redis_server.provider == "local:redis"
 

@@ -1,8 +1,5 @@
-"""Run ClickHouse statements in a process of their own: `python -m tests.replay.chsql SQL...`.
-
-The embedded engine allows one data directory per process, and the test process
-must not hold the one its loader and replay subprocesses use.
-"""
+"""Run ClickHouse statements from the command line: `python -m tests.replay.chsql SQL...` (CLICKHOUSE_URL and
+CLICKHOUSE_DATABASE from the environment), as an operator's drill would."""
 
 from __future__ import annotations
 

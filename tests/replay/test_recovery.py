@@ -1,8 +1,7 @@
 """Recovery drills end to end: archiver and loader on a real broker, then replay, offsets reset, redrive.
 
-The loader runs as a process with an embedded engine of this test's own; the
-test never opens that engine itself (one process at a time): it reads through
-`evpipe query` subprocesses (tests/loader/harness.py) once the loader stopped.
+The loader runs as a process, a client of the test ClickHouse server like the
+test itself, in a database of this test's own.
 """
 
 from __future__ import annotations
