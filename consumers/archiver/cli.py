@@ -11,7 +11,9 @@ Consume the events topic as a member of the archiver group and write it as zstd 
 hive-partitioned by received_at: <archive>/topic=T/dt=YYYY-MM-DD/hour=HH/T-P-FIRST-LAST.parquet.
 Offsets are committed only after the files covering them are durable; a restarted member
 rewrites the same files instead of adding new ones. Run several for more throughput: the
-group spreads the topic's partitions over them. SIGTERM flushes, commits and exits."""
+group spreads the topic's partitions over them. SIGTERM flushes, commits and exits.
+A client's resends of an event (same event_id, same partition) are archived once if they come
+within ARCHIVER_DEDUP_WINDOW_S of received_at time, as ClickHouse holds them once."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,7 +32,7 @@ def run(_args: argparse.Namespace) -> int:
 
     from consumers.archiver.settings import ArchiverSettings
     from consumers.archiver.sink import ParquetSink
-    from consumers.archiver.store import open_store
+    from consumers.archiver.store import LocalStore, open_store
     from consumers.runtime import ConsumerLoop
     from evpipe.settings import ConfigError, load
     from infra.observability.logs import configure_process
@@ -43,7 +45,10 @@ def run(_args: argparse.Namespace) -> int:
                            settings.s3_timeout_s)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    sink = ParquetSink(store, settings.archiver_row_group_rows, settings.archiver_zstd_level)
+    if isinstance(store, LocalStore):  # what a killed put left behind (S3 never shows a partial object)
+        store.remove_stale_temp_files(settings.archiver_stale_temp_s)
+    sink = ParquetSink(store, settings.archiver_row_group_rows, settings.archiver_zstd_level,
+                       settings.archiver_dedup_window_s, settings.archiver_dedup_max_ids)
     logging.getLogger("evpipe.archiver").info(
         "archiving %s to %s (metrics on :%d)", settings.kafka_topic, store.uri, settings.metrics_port)
     ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic]).run()

@@ -1,4 +1,4 @@
-"""Object names in the archive: hive-partitioned data files and begun-batch manifests.
+"""Object names in the archive: hive-partitioned data files, begun-batch manifests and kept-id files.
 
 Data: ``topic=<t>/dt=YYYY-MM-DD/hour=HH/<t>-<partition>-<first>-<last>.parquet``
 (offsets zero-padded so names sort). The name is a function of the batch's
@@ -7,6 +7,10 @@ identity and the hour alone: writing a batch again replaces the same objects.
 Manifests: ``_manifests/topic=<t>/partition=<p>/<first>.json``. The leading
 underscore keeps them out of dataset scans (pyarrow, Spark and DuckDB skip
 ``_``- and ``.``-prefixed paths).
+
+Kept ids: ``_dedup/topic=<t>/partition=<p>/<first>.arrow``, the event ids a
+batch archived (see consumers/archiver/dedup.py). Arrow IPC, not Parquet, so
+tools that glob ``*.parquet`` under the archive never take them for data.
 """
 
 from __future__ import annotations
@@ -21,3 +25,18 @@ def data_key(topic: str, partition: int, first: int, last: int, hour: dt.datetim
 
 def manifest_key(topic: str, partition: int, first: int) -> str:
     return f"_manifests/topic={topic}/partition={partition:04d}/{first:020d}.json"
+
+
+def ids_prefix(topic: str, partition: int) -> str:
+    return f"_dedup/topic={topic}/partition={partition:04d}/"
+
+
+def ids_key(topic: str, partition: int, first: int) -> str:
+    return f"{ids_prefix(topic, partition)}{first:020d}.arrow"
+
+
+def ids_first_offset(key: str) -> int | None:
+    """The first offset of the batch an id file belongs to, or None for any other name."""
+    name = key.rsplit("/", 1)[-1]
+    stem, dot, ext = name.partition(".")
+    return int(stem) if dot and ext == "arrow" and stem.isdigit() else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from consumers.archiver.dedup import DEFAULT_MAX_IDS, DEFAULT_WINDOW_S
 from consumers.runtime.settings import ConsumerSettings
 from evpipe.settings import ArchiveSettings, LogSettings, StateSettings
 
@@ -21,6 +22,14 @@ class ArchiverSettings(ConsumerSettings, ArchiveSettings, StateSettings, LogSett
     )
     archiver_row_group_rows: int = Field(128 * 1024, ge=1000, description="Parquet row-group size in rows.")
     archiver_zstd_level: int = Field(3, ge=1, le=22, description="zstd compression level of the Parquet files.")
+    archiver_dedup_window_s: float = Field(
+        DEFAULT_WINDOW_S, ge=0, description="Drop resent copies of an event_id archived this many seconds before, "
+        "in received_at time, per partition (0: keep every copy).")
+    archiver_dedup_max_ids: int = Field(
+        DEFAULT_MAX_IDS, ge=0, description="Event ids held per partition for that (~20 bytes each); past it the "
+        "oldest batches fall out and the window is shorter.")
+    archiver_stale_temp_s: float = Field(
+        3600.0, gt=0, description="At start, delete temp files of interrupted local writes older than this.")
     s3_multipart_threshold_mb: int = Field(64, ge=5, description="Objects above this size upload in parts.")
     s3_timeout_s: float = Field(30.0, gt=0, description="S3 request timeout; a hung endpoint fails the write after it.")
     metrics_port: int = Field(9102, ge=0, le=65535, description="Port of the Prometheus /metrics server (0: off).")

@@ -11,6 +11,13 @@ Exactly-once across crashes (see consumers/runtime/sink.py for the contract):
   the one written before the crash.
 * ``write`` returns only when every file is durable; the runtime commits
   offsets after that.
+
+Client resends (the same event_id again at a later offset) are dropped, the
+first copy in offset order kept, per partition and within a window of event
+time: see consumers/archiver/dedup.py. ``begin`` decides which rows a batch
+keeps and stores their ids next to the manifest; the decision depends only on
+the batch and the archive below its first offset, so a re-formed batch keeps
+the same rows and rewrites the same files.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ import time
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from consumers.archiver.dedup import DEFAULT_MAX_IDS, DEFAULT_WINDOW_S, Deduplicator
 from consumers.archiver.layout import data_key, manifest_key
 from consumers.archiver.store import Store
 from consumers.runtime.sink import Batch
@@ -31,6 +39,9 @@ from consumers.runtime.sink import Batch
 ROWS = Counter("evpipe_archiver_rows", "Events written to Parquet files.", ["topic"])
 BYTES = Counter("evpipe_archiver_bytes", "Parquet bytes uploaded.", ["topic"])
 FILES = Counter("evpipe_archiver_files", "Parquet files uploaded (rewrites of a retried batch included).", ["topic"])
+DUPLICATES = Counter("evpipe_archiver_duplicates",
+                     "Rows not archived: repeats of an event_id the partition archived within the window.", ["topic"])
+DEDUP_IDS = Gauge("evpipe_archiver_dedup_ids", "Event ids held in memory to find repeats, all partitions.")
 UPLOAD_SECONDS = Histogram(
     "evpipe_archiver_upload_seconds", "Time to upload one Parquet file.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
@@ -40,10 +51,12 @@ _MS_PER_HOUR = 3_600_000
 
 
 class ParquetSink:
-    def __init__(self, store: Store, row_group_rows: int = 128 * 1024, zstd_level: int = 3) -> None:
+    def __init__(self, store: Store, row_group_rows: int = 128 * 1024, zstd_level: int = 3,
+                 dedup_window_s: float = DEFAULT_WINDOW_S, dedup_max_ids: int = DEFAULT_MAX_IDS) -> None:
         self.store = store
         self.row_group_rows = row_group_rows
         self.zstd_level = zstd_level
+        self.dedup = Deduplicator(store, dedup_window_s, dedup_max_ids)
 
     def pending_end(self, topic: str, partition: int, start_offset: int) -> int | None:
         data = self.store.get(manifest_key(topic, partition, start_offset))
@@ -53,13 +66,16 @@ class ParquetSink:
         return last
 
     def begin(self, batch: Batch) -> None:
+        decision = self.dedup.decide(batch)
+        self.dedup.record(batch)  # the kept ids first: a manifest implies its id file
         manifest = {"topic": batch.topic, "partition": batch.partition, "first": batch.first_offset,
-                    "last": batch.last_offset, "rows": batch.table.num_rows,
+                    "last": batch.last_offset, "rows": batch.table.num_rows, "duplicates": decision.dropped,
                     "begun_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         self.store.put(manifest_key(batch.topic, batch.partition, batch.first_offset), json.dumps(manifest).encode())
 
     def write(self, batch: Batch) -> None:
-        for hour, table in split_by_hour(batch.table):
+        decision = self.dedup.decide(batch)  # the one begin made, unless write comes alone
+        for hour, table in split_by_hour(decision.apply(batch.table)):
             key = data_key(batch.topic, batch.partition, batch.first_offset, batch.last_offset, hour)
             data = self._encode(table)
             started = time.perf_counter()
@@ -68,6 +84,9 @@ class ParquetSink:
             FILES.labels(batch.topic).inc()
             BYTES.labels(batch.topic).inc(data.size)
             ROWS.labels(batch.topic).inc(table.num_rows)
+        self.dedup.written(batch)
+        DUPLICATES.labels(batch.topic).inc(decision.dropped)
+        DEDUP_IDS.set(self.dedup.held_ids())
 
     def _encode(self, table: pa.Table) -> pa.Buffer:
         out = pa.BufferOutputStream()

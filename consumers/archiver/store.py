@@ -2,18 +2,22 @@
 
 Both make a written object visible whole or not at all, and ``put`` returns
 only when it is durable, which is what lets the runtime commit offsets after
-``write`` returns.
+``write`` returns. ``list`` returns the keys under a prefix, sorted.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import pyarrow as pa
+
+log = logging.getLogger("evpipe.archiver")
 
 
 class Store(Protocol):
@@ -22,6 +26,8 @@ class Store(Protocol):
     def put(self, key: str, data: pa.Buffer | bytes) -> None: ...
 
     def get(self, key: str) -> bytes | None: ...
+
+    def list(self, prefix: str) -> list[str]: ...
 
 
 class LocalStore:
@@ -50,6 +56,46 @@ class LocalStore:
             return (self.root / key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys of the files whose key starts with ``prefix``; temp files of unfinished puts are left out."""
+        head, _, _ = prefix.rpartition("/")
+        base = self.root / head
+        if not base.is_dir():
+            return []
+        keys = []
+        for directory, _dirs, files in os.walk(base):
+            relative = Path(directory).relative_to(self.root).as_posix()
+            for name in files:
+                key = name if relative == "." else f"{relative}/{name}"
+                if key.startswith(prefix) and not name.startswith("."):
+                    keys.append(key)
+        return sorted(keys)
+
+    def remove_stale_temp_files(self, older_than_s: float = 3600.0) -> int:
+        """Delete temp files (``.<name>.<hex>.tmp``) that a killed ``put`` left behind; returns how many.
+
+        Only files last modified more than ``older_than_s`` ago go: another
+        archiver sharing the directory may be writing one right now, and a put
+        takes seconds, not an hour. (An age works across hosts sharing the
+        directory, where the writer's process id would mean nothing.)
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for directory, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not (name.startswith(".") and name.endswith(".tmp")):
+                    continue
+                path = Path(directory) / name
+                try:
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:  # renamed or removed meanwhile by its writer
+                    continue
+        if removed:
+            log.info("removed %d stale temp files under %s", removed, self.root)
+        return removed
 
 
 class S3Store:
@@ -93,6 +139,13 @@ class S3Store:
             raise
         data: bytes = response["Body"].read()
         return data
+
+    def list(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        start = len(self._key(""))
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            keys.extend(item["Key"][start:] for item in page.get("Contents", []))
+        return sorted(keys)
 
 
 def open_store(uri: str, endpoint_url: str = "", multipart_threshold: int = 64 * 1024 * 1024,

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 
 from consumers.archiver.settings import ArchiverSettings
+from schemas.envelope import format_timestamp
 
 REPO = Path(__file__).resolve().parents[2]
 HIVE = ds.partitioning(pa.schema([("topic", pa.string()), ("dt", pa.string()), ("hour", pa.string())]),
@@ -51,3 +53,27 @@ def assert_placement(table: pa.Table) -> None:
     for moment, day, hour in zip(received, table.column("dt").to_pylist(), table.column("hour").to_pylist()):
         moment = moment.astimezone(dt.UTC)
         assert (day, hour) == (f"{moment:%Y-%m-%d}", f"{moment:%H}"), (moment, day, hour)
+
+
+def resend(value: bytes, later: dt.timedelta) -> bytes:
+    """The same event as the gateway writes a client's resend of it: same event_id, a later received_at."""
+    event = orjson.loads(value)
+    received = dt.datetime.fromisoformat(event["received_at"])
+    event["received_at"] = format_timestamp(received + later)
+    return orjson.dumps(event)
+
+
+def with_resends(generated: list[tuple[bytes, bytes, str, dt.datetime]], every: int = 10,
+                 lags: tuple[int, ...] = (3, 700)) -> list[tuple[bytes | None, bytes]]:
+    """The events as messages, plus a resend of every ``every``-th one ``lag`` messages later (same key).
+
+    A short lag puts the copy in the original's batch, a long one in a later batch.
+    """
+    out: list[tuple[bytes | None, bytes]] = []
+    for i, (key, value, _, _) in enumerate(generated):
+        out.append((key, value))
+        for lag in lags:
+            j = i - lag
+            if j >= 0 and j % every == 0:
+                out.append((generated[j][0], resend(generated[j][1], dt.timedelta(seconds=lag))))
+    return out

@@ -14,7 +14,7 @@ from consumers.archiver.store import LocalStore, open_store
 from consumers.runtime import Batch, ConsumerLoop
 from schemas.arrow import arrow_schema, parse_ndjson
 from schemas.fields import FIELDS, Field, Kind, Origin
-from tests.archiver.helpers import archiver_env, assert_placement, read_archive, settings
+from tests.archiver.helpers import archiver_env, assert_placement, read_archive, settings, with_resends
 from tests.providers import Service, unique_name
 from tests.runtime.events import create_topic, events, produce, read_all
 from tests.runtime.test_loop import running, wait_for
@@ -45,6 +45,23 @@ def test_archives_every_event_once_in_its_hour(kafka: Service, topic: str, tmp_p
     dead = read_all(kafka.url, dlq, 1)
     assert len(dead) == 1 and dead[0].value() == b"\x00 not json"
     assert dict(dead[0].headers())["topic"] == topic.encode()
+
+
+def test_client_resends_are_archived_once(kafka: Service, topic: str, tmp_path: Path) -> None:
+    """Resent copies (same key and event_id, later received_at) in the same batch and in later ones."""
+    dlq = unique_name("dlq")
+    create_topic(kafka.url, topic, 3)
+    create_topic(kafka.url, dlq, 1)
+    generated = list(events(6000, hours=2))
+    messages = with_resends(generated, every=10)
+    produce(kafka.url, topic, messages)
+    env = archiver_env(kafka.url, topic, dlq, str(tmp_path), unique_name("g"), CONSUMER_BATCH_MAX_MESSAGES="500")
+    loop = ConsumerLoop(settings(env), ParquetSink(LocalStore(tmp_path)), env["ARCHIVER_GROUP"], [topic])
+    with running(loop):
+        wait_for(lambda: loop.stats.rows == len(messages))
+    ids = read_archive(tmp_path).column("event_id").to_pylist()
+    assert len(messages) > 7000
+    assert len(ids) == len(set(ids)) == 6000 and set(ids) == {e for _, _, e, _ in generated}
 
 
 def _batch(table: pa.Table, first: int) -> Batch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 
 from consumers.archiver.sink import ParquetSink
 from consumers.archiver.store import S3Store
-from consumers.runtime import ConsumerLoop
-from tests.archiver.helpers import archiver_env, assert_placement, read_archive, settings
+from consumers.runtime import Batch, ConsumerLoop
+from schemas.arrow import parse_ndjson
+from tests.archiver.helpers import archiver_env, assert_placement, read_archive, resend, settings
 from tests.providers import Service, unique_name
 from tests.runtime.events import create_topic, events, produce
 from tests.runtime.test_loop import running, wait_for
@@ -88,3 +90,24 @@ def test_s3_down_30_seconds_loses_and_doubles_nothing(kafka: Service, s3_env: Se
     ids = read_archive(tmp_path).column("event_id").to_pylist()
     assert len(ids) == len(set(ids)) == 12_000
     assert set(ids) == {e for _, _, e, _ in generated}
+
+
+def test_list_and_a_rebuild_read_the_id_files_from_s3(s3_env: Service, s3_bucket: str, tmp_path: Path) -> None:
+    """A fresh sink (another archiver) finds the earlier batch's ids through S3Store.list and drops the resends."""
+    store = S3Store(s3_bucket, "lake", s3_env.url, 5 * 1024 * 1024)
+    generated = list(events(200))
+    values = [v for _, v, _, _ in generated]
+    first = Batch("ev", 1, 0, 99, parse_ndjson(b"\n".join(values[:100])), 0)
+    second_values = values[100:] + [resend(v, dt.timedelta(seconds=30)) for v in values[:20]]
+    second = Batch("ev", 1, 100, 219, parse_ndjson(b"\n".join(second_values)), 0)
+    for sink, b in ((ParquetSink(store), first), (ParquetSink(store), second)):
+        sink.begin(b)
+        sink.write(b)
+    assert store.list("_dedup/topic=ev/partition=0001/") == [
+        "_dedup/topic=ev/partition=0001/00000000000000000000.arrow",
+        "_dedup/topic=ev/partition=0001/00000000000000000100.arrow",
+    ]
+    assert store.list("_dedup/topic=ev/partition=0002/") == []
+    download(s3_env.url, s3_bucket, "lake", tmp_path)
+    ids = read_archive(tmp_path).column("event_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 200

@@ -93,7 +93,7 @@ class SystemStack(Pipeline):
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.s3.bucket, Prefix=self.s3.prefix + "/"):
             for item in page.get("Contents", []):
                 key = item["Key"]
-                if "/_manifests/" in key or not key.endswith(".parquet"):
+                if "/_manifests/" in key or "/_dedup/" in key or not key.endswith(".parquet"):
                     continue
                 path = self.mirror / key
                 # Names depend only on partition, offsets and hour, so a rewrite has the same size.
@@ -102,6 +102,15 @@ class SystemStack(Pipeline):
                     client.download_file(self.s3.bucket, key, str(path))
                 files.append(path)
         return sorted(files)
+
+    def archive_duplicates_dropped(self) -> int:
+        """Resent copies the archivers left out, from the batch manifests (a re-formed batch rewrites its own)."""
+        from consumers.archiver.store import LocalStore, S3Store, Store
+
+        store: Store = LocalStore(self.state / "archive") if self.s3 is None else \
+            S3Store(self.s3.bucket, self.s3.prefix, self.s3.read_endpoint, 64 * 1024 * 1024)
+        manifests = (store.get(key) for key in store.list("_manifests/") if key.endswith(".json"))
+        return sum(int(orjson.loads(data).get("duplicates", 0)) for data in manifests if data is not None)
 
     def clickhouse_ids(self, event_type: str) -> list[str]:
         """Every row's event id of ``event_type`` (repeats kept, so duplicates show)."""
