@@ -56,9 +56,8 @@ class FaultScheduler:
     state: Path
     targets: list[Target]
     broker_pid: int
-    loader_fail_file: Path
     pause_s: tuple[float, float] = (2.0, 2.5)  # broker pause (SIGSTOP) length
-    outage_s: tuple[float, float] = (5.0, 8.0)  # ClickHouse outage length
+    outage_s: tuple[float, float] = (5.0, 8.0)  # ClickHouse (and S3) outage length
     gap_s: tuple[float, float] = (2.0, 6.0)  # quiet time between faults
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
     injected: Counter[str] = field(default_factory=Counter)
@@ -86,7 +85,7 @@ class FaultScheduler:
         if kind.startswith("kill9_"):
             self.kill9(kind.removeprefix("kill9_"))
         else:
-            {"broker_pause": self.broker_pause, "clickhouse_down": self.clickhouse_down,
+            {"broker_pause": self.broker_pause, "clickhouse_pause": self.clickhouse_pause,
              "s3_down": self.s3_down, "rolling_restart": self.rolling_restart}[kind]()
         ended = time.monotonic()
         check = self.caught_up() if self.caught_up else (lambda: True)
@@ -100,7 +99,7 @@ class FaultScheduler:
         return all(http_ok(t.health_url) for t in self.targets)
 
     def kill9(self, tier: str) -> None:
-        """kill -9 one replica of ``tier`` (gateway, archiver, loader), chosen at random."""
+        """kill -9 one replica of ``tier`` (gateway, archiver, loader, clickhouse), chosen at random."""
         target = self.rng.choice([t for t in self.targets if t.name.rstrip("0123456789") == tier])
         self._kill(target, signal.SIGKILL)
         self.log.append(f"kill -9 {target.name}")
@@ -120,12 +119,15 @@ class FaultScheduler:
         finally:
             os.kill(self.broker_pid, signal.SIGCONT)
 
-    def clickhouse_down(self) -> None:
-        self.loader_fail_file.touch()
+    def clickhouse_pause(self) -> None:
+        """SIGSTOP the ClickHouse server: the loaders' requests hang, as against a frozen or unreachable server."""
+        pid = child_pid(self.state, "clickhouse")
+        assert pid is not None, "clickhouse has no running child"
+        os.kill(pid, signal.SIGSTOP)
         try:
             time.sleep(self.rng.uniform(*self.outage_s))
         finally:
-            self.loader_fail_file.unlink(missing_ok=True)
+            os.kill(pid, signal.SIGCONT)
 
     def s3_down(self) -> None:
         """SIGSTOP the archivers' S3 endpoint: their requests hang, as against an unreachable S3."""

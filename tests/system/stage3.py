@@ -1,8 +1,6 @@
-"""The Stage 3 stack for system runs: bench.harness.Pipeline plus a second gateway and a second archiver.
+"""The Stage 3 stack for system runs: bench.harness.Pipeline plus a second gateway, archiver and loader.
 
-Two loaders cannot share the embedded ClickHouse (one engine path per process, not shareable between
-processes), so the local form runs one loader; against a ClickHouse server (CLICKHOUSE_URL) the
-loader tier scales like the archiver.
+Every tier runs two replicas but ClickHouse (`evpipe clickhouse serve`, one server both loaders write to).
 """
 
 from __future__ import annotations
@@ -34,25 +32,25 @@ class S3Archive:
 
 
 class SystemStack(Pipeline):
-    """The harness pipeline (broker, gateway, archiver, loader) and the extra replicas."""
+    """The harness pipeline (broker, ClickHouse, gateway, archiver, loader) and the extra replicas."""
 
     def __init__(self, workdir: Path, s3: S3Archive | None = None) -> None:
         super().__init__(workdir, archive_rotate_s=3.0)
-        self.fail_file = workdir / "clickhouse-down"
-        # Environment the started processes inherit (the caller restores it): LOADER_FAIL_FILE is read by the
-        # loader only, ARCHIVE_URI and S3_ENDPOINT_URL by the archivers only.
-        os.environ["LOADER_FAIL_FILE"] = str(self.fail_file)
+        # Environment the started processes inherit (the caller restores it): ARCHIVE_URI and S3_ENDPOINT_URL
+        # are read by the archivers only.
         self.s3, self.mirror = s3, workdir / "archive-mirror"
         if s3 is not None:
             os.environ["ARCHIVE_URI"] = f"s3://{s3.bucket}/{s3.prefix}"
             os.environ["S3_ENDPOINT_URL"] = s3.write_endpoint
         base = {p.name: p for p in pipeline(self.settings)}
-        self.gateway2_port, archiver2_port = free_port(), free_port()
+        self.gateway2_port, archiver2_port, loader2_port = free_port(), free_port(), free_port()
         self.extra = [
             PipelineProcess("gateway2", ("gateway",), base["gateway"].env | {"GATEWAY_PORT": str(self.gateway2_port)},
                             f"http://127.0.0.1:{self.gateway2_port}/readyz"),
             PipelineProcess("archiver2", ("archiver",), base["archiver"].env | {"METRICS_PORT": str(archiver2_port)},
                             f"http://127.0.0.1:{archiver2_port}/metrics"),
+            PipelineProcess("loader2", ("loader",), base["loader"].env | {"METRICS_PORT": str(loader2_port)},
+                            f"http://127.0.0.1:{loader2_port}/healthz"),
         ]
         self.targets = [Target(p.name, p.health_url) for p in [*pipeline(self.settings), *self.extra]]
 
