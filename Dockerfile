@@ -24,9 +24,6 @@ COPY evpipe ./evpipe
 COPY gateway ./gateway
 COPY consumers ./consumers
 COPY schemas ./schemas
-COPY infra/__init__.py ./infra/__init__.py
-COPY infra/local ./infra/local
-COPY infra/observability ./infra/observability
 COPY bench ./bench
 RUN /opt/evpipe/bin/pip install --no-deps . \
     && /opt/evpipe/bin/python -m compileall -q /opt/evpipe

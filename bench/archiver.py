@@ -41,7 +41,7 @@ def _s3_target() -> tuple[str, dict[str, str]] | None:
     if os.environ.get("S3_ENDPOINT_URL"):
         return os.environ["S3_ENDPOINT_URL"], {}
     try:
-        from infra.local.ceph import LocalCeph
+        from evpipe.local.ceph import LocalCeph
         from tests.providers import TEST_S3_PORT, TEST_STATE_DIR
 
         ceph = LocalCeph(TEST_STATE_DIR, TEST_S3_PORT)

@@ -138,7 +138,7 @@ def wrk(url: str, body: Path | None, connections: int, seconds: int, workdir: Pa
 
 def _serve(module_args: list[str], env: dict[str, str], port: int, name: str) -> subprocess.Popen[bytes]:
     """Start ``python -m <module_args>`` and return once it listens on ``port``."""
-    from infra.local.daemon import port_open
+    from evpipe.local.daemon import port_open
 
     proc = subprocess.Popen([sys.executable, "-m", *module_args], env=env, cwd=REPO)
     while not port_open("127.0.0.1", port):
@@ -150,7 +150,7 @@ def _serve(module_args: list[str], env: dict[str, str], port: int, name: str) ->
 
 def _floor(env: dict[str, str], port: int, body: Path, seconds: int, workdir: Path) -> dict[str, float]:
     """wrk against ``bench.gateway_floor`` (HTTP in, durable produce out, no parse or validation)."""
-    from infra.local.daemon import terminate
+    from evpipe.local.daemon import terminate
 
     proc = _serve(["bench.gateway_floor"], env, port, "the floor app")
     try:
@@ -176,9 +176,9 @@ def run(quick: bool) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk")
     from evpipe.kafka import create_topics
+    from evpipe.local.broker import LocalBroker
+    from evpipe.local.daemon import free_port, terminate
     from evpipe.settings import KafkaSettings
-    from infra.local.broker import LocalBroker
-    from infra.local.daemon import free_port, terminate
 
     seconds = 8 if quick else 20
     raw_count = 1_000_000  # fewer events understate the ceiling: producer start-up weighs on them (200k: half)

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from infra.local.daemon import free_port
-from infra.local.stack import DEMO_KEYS, StackSettings, broker, down, process_pids, up_pipeline
+from evpipe.local.daemon import free_port
+from evpipe.local.stack import DEMO_KEYS, StackSettings, broker, down, process_pids, up_pipeline
 
 API_KEY = DEMO_KEYS["web"]
 # Consumers join a group faster on Tansu with a short session; the gateway has no rate limit here.

@@ -15,8 +15,8 @@ def bench_kafka(workdir: Path) -> Iterator[str]:
     if bootstrap:
         yield bootstrap
         return
-    from infra.local.broker import LocalBroker
-    from infra.local.daemon import free_port
+    from evpipe.local.broker import LocalBroker
+    from evpipe.local.daemon import free_port
 
     broker = LocalBroker(workdir / "broker", free_port())
     broker.ensure()

@@ -194,8 +194,8 @@ def run(quick: bool) -> dict[str, Any]:
         workdir = Path(tmp)
         server = None
         if not os.environ.get("CLICKHOUSE_URL"):  # a private `evpipe clickhouse serve`, as `evpipe dev up` runs
-            from infra.local.clickhouse import LocalClickHouse
-            from infra.local.daemon import free_port
+            from evpipe.local.clickhouse import LocalClickHouse
+            from evpipe.local.daemon import free_port
 
             server = LocalClickHouse(workdir / "state", free_port())
             server.ensure()

@@ -17,13 +17,13 @@ from types import FrameType
 import uvicorn
 
 from evpipe.gctune import tune_for_throughput
+from evpipe.observability.logs import RequestIdMiddleware, configure_process
+from evpipe.observability.tracing import instrument
 from evpipe.settings import ConfigError
 from gateway.app import Gateway, create_app
 from gateway.auth import KeyConfigError
 from gateway.http_limits import HeadLimitedProtocol
 from gateway.settings import GatewaySettings
-from infra.observability.logs import RequestIdMiddleware, configure_process
-from infra.observability.tracing import instrument
 
 log = logging.getLogger("evpipe.gateway")
 

@@ -128,7 +128,7 @@ def worker_id(request: pytest.FixtureRequest) -> str:
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from infra.local.ceph import RadosGateway
+    from evpipe.local.ceph import RadosGateway
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def s3_gateway(s3: Service) -> Iterator[RadosGateway]:
     """
     if s3.provider != "local:ceph-rgw":
         pytest.skip(f"fault injection needs the local Ceph RGW, S3 is {s3.provider}")
-    from infra.local.ceph import LocalCeph
+    from evpipe.local.ceph import LocalCeph
     from tests.providers import TEST_S3_PORT, TEST_STATE_DIR
 
     cluster = LocalCeph(TEST_STATE_DIR, TEST_S3_PORT)

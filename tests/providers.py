@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.local.daemon import port_open
+from evpipe.local.daemon import port_open
 
 TEST_STATE_DIR = Path(os.environ.get("EVPIPE_TEST_STATE_DIR", Path(__file__).resolve().parent.parent / ".evpipe-test"))
 TEST_BROKER_PORT = int(os.environ.get("EVPIPE_TEST_BROKER_PORT", "19092"))
@@ -58,7 +58,7 @@ def kafka_service() -> Service:
 
         container = KafkaContainer("apache/kafka:3.8.0").start()
         return Service("testcontainers:apache/kafka", container.get_bootstrap_server(), container=container)
-    from infra.local.broker import LocalBroker
+    from evpipe.local.broker import LocalBroker
 
     broker = LocalBroker(TEST_STATE_DIR, TEST_BROKER_PORT)
     broker.ensure()
@@ -76,7 +76,7 @@ def clickhouse_service() -> Service:
         url = f"http://{container.username}:{container.password}@{host}:{port}"
         return Service("testcontainers:clickhouse/clickhouse-server", url, container=container)
     # One server for every test worker (reused when it already answers), as a real server would be.
-    from infra.local.clickhouse import LocalClickHouse
+    from evpipe.local.clickhouse import LocalClickHouse
 
     server = LocalClickHouse(TEST_STATE_DIR, TEST_CLICKHOUSE_PORT)
     server.ensure()
@@ -126,7 +126,7 @@ def s3_service() -> Service:
         return Service("testcontainers:minio/minio", f"http://{config['endpoint']}", extra={
             "access_key": config["access_key"], "secret_key": config["secret_key"], "region": "us-east-1",
         }, container=container)
-    from infra.local.ceph import LocalCeph
+    from evpipe.local.ceph import LocalCeph
 
     ceph = LocalCeph(TEST_STATE_DIR, TEST_S3_PORT)
     ceph.ensure()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.daemon import free_port, pid_alive
-from infra.local.demo import expected_counts, workload
+from evpipe.local.daemon import free_port, pid_alive
+from evpipe.local.demo import expected_counts, workload
 
 EVENTS = 600
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from infra.local.daemon import free_port
+from evpipe.local.daemon import free_port
 from tests.providers import Service, docker_available
 
 NO_OVERRIDES = not any(os.environ.get(v) for v in (

@@ -19,7 +19,7 @@ import pytest
 from tests.providers import Service
 
 if TYPE_CHECKING:
-    from infra.local.ceph import RadosGateway
+    from evpipe.local.ceph import RadosGateway
 
 pytestmark = pytest.mark.s3
 
@@ -130,8 +130,8 @@ def test_stopped_gateway_refuses_then_restarts(s3: Service, s3_bucket: str, s3_g
 @pytest.mark.slow
 def test_local_ceph_lifecycle(tmp_path: Path) -> None:
     """A second cluster beside the fixture's: bootstrap, reuse, stop, restart with the data kept."""
-    from infra.local.ceph import LocalCeph
-    from infra.local.daemon import free_port
+    from evpipe.local.ceph import LocalCeph
+    from evpipe.local.daemon import free_port
 
     ceph = LocalCeph(tmp_path, free_port())
     try:
@@ -156,7 +156,7 @@ def test_local_ceph_lifecycle(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_dev_up_s3_status_down(tmp_path: Path) -> None:
     """`evpipe dev up --s3` starts Ceph RGW beside the broker, `status` shows it healthy, `down` stops it."""
-    from infra.local.daemon import free_port
+    from evpipe.local.daemon import free_port
 
     env = os.environ | {"EVPIPE_STATE_DIR": str(tmp_path), "EVPIPE_BROKER_PORT": str(free_port()),
                         "EVPIPE_S3_PORT": str(free_port())}

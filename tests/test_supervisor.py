@@ -12,13 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from infra.local.supervisor import RestartPolicy
+from evpipe.local.supervisor import RestartPolicy
 
 
 def test_restarts_child_and_stops_on_sigterm(tmp_path: Path) -> None:
     counter = tmp_path / "starts"
     child = f"import pathlib,time; p=pathlib.Path({str(counter)!r}); p.write_text(p.read_text()+'x' if p.exists() else 'x'); time.sleep(0.2)"
-    sup = subprocess.Popen([sys.executable, "-m", "infra.local.supervisor", "--name", "t", "--grace", "2", "--",
+    sup = subprocess.Popen([sys.executable, "-m", "evpipe.local.supervisor", "--name", "t", "--grace", "2", "--",
                             sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
@@ -41,7 +41,7 @@ def test_policy_resets_after_a_stable_run_and_backs_off_in_a_crash_loop() -> Non
 
 
 def _supervise(child: str, *options: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "infra.local.supervisor", "--name", "t", "--grace", "2", *options,
+    return subprocess.Popen([sys.executable, "-m", "evpipe.local.supervisor", "--name", "t", "--grace", "2", *options,
                              "--", sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

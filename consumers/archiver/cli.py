@@ -34,8 +34,8 @@ def run(_args: argparse.Namespace) -> int:
     from consumers.archiver.sink import ParquetSink
     from consumers.archiver.store import LocalStore, open_store
     from consumers.runtime import ConsumerLoop
+    from evpipe.observability.logs import configure_process
     from evpipe.settings import ConfigError, load
-    from infra.observability.logs import configure_process
 
     settings = load(ArchiverSettings)
     configure_process(settings.log_level, settings.evpipe_log_format)

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from infra.observability.logs import configure_process
+    from evpipe.observability.logs import configure_process
 
     settings = load(LoaderSettings)
     configure_process("info", settings.evpipe_log_format)

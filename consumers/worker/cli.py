@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import redis
 
     from consumers.worker.worker import Worker
-    from infra.observability.logs import configure_process
+    from evpipe.observability.logs import configure_process
 
     settings = load(WorkerSettings)
     configure_process(args.log_level, settings.evpipe_log_format)

@@ -27,7 +27,7 @@ from types import FrameType
 
 import redis
 
-from consumers import pgstore
+from evpipe import pgstore
 from consumers.worker.metrics import WorkerMetrics
 from consumers.worker.queue import DeadLetter, ReliableQueue
 from consumers.worker.settings import WorkerSettings

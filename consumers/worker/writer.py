@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from consumers import pgstore
+from evpipe import pgstore
 from consumers.worker.queue import DeadLetter
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     from evpipe.chserver.server import serve
-    from infra.observability.logs import configure_process
+    from evpipe.observability.logs import configure_process
 
     settings = load(ClickHouseServerSettings)
     configure_process("info", settings.evpipe_log_format)

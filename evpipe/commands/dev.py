@@ -8,7 +8,7 @@ from evpipe.settings import describe, load
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from infra.local.stack import StackSettings
+    from evpipe.local.stack import StackSettings
 
     dev = subparsers.add_parser("dev", help="start, stop or inspect the local stack (no Docker needed)")
     actions = dev.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -43,8 +43,8 @@ def _print(rows: list) -> None:  # type: ignore[type-arg]
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from infra.local.daemon import StartError
-    from infra.local.stack import StackSettings, up
+    from evpipe.local.daemon import StartError
+    from evpipe.local.stack import StackSettings, up
 
     try:
         rows = up(load(StackSettings), with_s3=args.s3, broker_only=args.broker_only)
@@ -56,8 +56,8 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from infra.local.demo import DemoError, run
-    from infra.local.stack import StackSettings
+    from evpipe.local.demo import DemoError, run
+    from evpipe.local.stack import StackSettings
 
     try:
         run(load(StackSettings), args.events, args.timeout)
@@ -68,7 +68,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from infra.local.stack import StackSettings, status
+    from evpipe.local.stack import StackSettings, status
 
     rows = status(load(StackSettings))
     _print(rows)
@@ -76,7 +76,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    from infra.local.stack import StackSettings, down
+    from evpipe.local.stack import StackSettings, down
 
     _print(down(load(StackSettings)))
     return 0

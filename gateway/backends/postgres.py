@@ -1,4 +1,4 @@
-"""Stage 1: insert straight into Postgres (consumers.pgstore), idempotent by event_id.
+"""Stage 1: insert straight into Postgres (evpipe.pgstore), idempotent by event_id.
 
 A 2xx means the insert transaction committed. A client retry of the same
 event_id is harmless: pgstore claims ids in its ledger with ON CONFLICT DO NOTHING.
@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from consumers.pgstore import ensure_schema, insert_events_async
+from evpipe.pgstore import ensure_schema, insert_events_async
 from gateway.backends.base import Record, Rejected, Unavailable, payload_text
 from gateway.settings import GatewaySettings
 

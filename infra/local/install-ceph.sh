@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Ceph (mon, osd, radosgw) from Debian's packages when missing: the local S3 server
-# that `evpipe dev up --s3` and the test suite run (infra/local/ceph.py). Idempotent.
+# that `evpipe dev up --s3` and the test suite run (evpipe/local/ceph.py). Idempotent.
 set -euo pipefail
 BINARIES=(ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph)
 missing() {

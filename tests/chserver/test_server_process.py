@@ -18,8 +18,8 @@ import pytest
 from consumers.loader.tables import migrate
 from evpipe.chserver.users import authenticate, parse_users
 from evpipe.clickhouse import connect
-from infra.local.clickhouse import LocalClickHouse
-from infra.local.daemon import free_port
+from evpipe.local.clickhouse import LocalClickHouse
+from evpipe.local.daemon import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_STATE = Path(__file__).parent / "data" / "embedded-loader-state.tar.gz"

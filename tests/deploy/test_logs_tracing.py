@@ -14,8 +14,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from infra.observability.logs import RequestIdMiddleware, configure
-from infra.observability.tracing import TracingMiddleware, instrument
+from evpipe.observability.logs import RequestIdMiddleware, configure
+from evpipe.observability.tracing import TracingMiddleware, instrument
 
 log = logging.getLogger("evpipe.test.deploy")
 
@@ -120,7 +120,7 @@ def test_processes_log_json_when_asked() -> None:
     import time
     from pathlib import Path
 
-    from infra.local.daemon import free_port
+    from evpipe.local.daemon import free_port
 
     env = os.environ | {"EVPIPE_LOG_FORMAT": "json", "GATEWAY_PORT": str(free_port()),
                         "GATEWAY_BACKEND": "redis", "GATEWAY_API_KEYS": "dev-key=dev"}
@@ -150,7 +150,7 @@ def test_the_gateway_process_returns_the_request_id() -> None:
 
     import httpx
 
-    from infra.local.daemon import free_port, port_open
+    from evpipe.local.daemon import free_port, port_open
 
     port = free_port()
     env = os.environ | {"GATEWAY_PORT": str(port), "GATEWAY_BACKEND": "redis", "GATEWAY_API_KEYS": "k=src"}

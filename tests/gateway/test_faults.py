@@ -22,9 +22,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from evpipe.kafka import create_topics
+from evpipe.local.broker import LocalBroker
+from evpipe.local.daemon import free_port, port_open, terminate
 from evpipe.settings import KafkaSettings
-from infra.local.broker import LocalBroker
-from infra.local.daemon import free_port, port_open, terminate
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(150)]
 

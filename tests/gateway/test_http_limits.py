@@ -21,7 +21,7 @@ import orjson
 import psutil
 import pytest
 
-from infra.local.daemon import free_port, port_open, terminate
+from evpipe.local.daemon import free_port, port_open, terminate
 from tests.providers import Service
 
 REPO = Path(__file__).resolve().parents[2]

@@ -62,7 +62,7 @@ def test_invalid_events_kept_in_invalid_table(postgres: Service, pg_schema: str,
 
 
 def test_database_down_is_503_then_recovers(pg_settings: GatewaySettings) -> None:
-    from infra.local.daemon import free_port
+    from evpipe.local.daemon import free_port
 
     with TestClient(create_app(pg_settings)) as client:
         gateway = client.app.state.gateway  # type: ignore[attr-defined]

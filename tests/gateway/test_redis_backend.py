@@ -40,7 +40,7 @@ def test_saturated_queue_answers_503_and_pushes_nothing(redis_server: Service,
 
 
 def test_unreachable_redis_is_503_within_deadline(redis_gateway_settings: GatewaySettings) -> None:
-    from infra.local.daemon import free_port
+    from evpipe.local.daemon import free_port
 
     settings = redis_gateway_settings.model_copy(update={
         "redis_url": f"redis://127.0.0.1:{free_port()}/0", "gateway_deadline_s": 1.0})

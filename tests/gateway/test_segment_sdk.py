@@ -14,9 +14,9 @@ import redis
 import uvicorn
 from segment.analytics import client as analytics
 
+from evpipe.local.daemon import free_port, port_open
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from infra.local.daemon import free_port, port_open
 from tests.providers import Service
 
 

@@ -16,9 +16,9 @@ import pytest
 
 from consumers.loader.app import Loader
 from consumers.loader.settings import LoaderSettings
+from evpipe.local.clickhouse import LocalClickHouse
+from evpipe.local.daemon import free_port
 from evpipe.settings import load
-from infra.local.clickhouse import LocalClickHouse
-from infra.local.daemon import free_port
 from schemas.envelope import format_timestamp
 from tests.loader.events import BASE, event, messages
 from tests.loader.harness import LoaderProcess, Target, loader_env, read_dead_letters

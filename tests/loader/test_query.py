@@ -19,7 +19,7 @@ from consumers.loader.query import Result, render, run_local
 from consumers.loader.sink import ClickHouseSink
 from consumers.loader.tables import migrate
 from evpipe.clickhouse import connect
-from infra.local.daemon import free_port
+from evpipe.local.daemon import free_port
 from tests.loader.events import batch, counts, event
 from tests.providers import Service
 

@@ -173,7 +173,7 @@ def test_unreadable_file_and_missing_topic_fail_with_the_reason(tmp_path: Path, 
 
 
 def test_clickhouse_backfill_says_where_clickhouse_is_missing(tmp_path: Path) -> None:
-    from infra.local.daemon import free_port
+    from evpipe.local.daemon import free_port
 
     _archive(tmp_path / "archive", "ev", _events(10))
     out = _cli("--from", BASE.isoformat(), "--to", (BASE + 3 * HOUR).isoformat(), "--into", "clickhouse",

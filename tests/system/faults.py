@@ -1,6 +1,6 @@
 """The fault scheduler: injects faults one after another, at random times, into supervised processes.
 
-Faults act on the *real* processes behind the local supervisors (infra.local.supervisor), which
+Faults act on the *real* processes behind the local supervisors (evpipe.local.supervisor), which
 restart a child that died, as Kubernetes would restart a pod. Each fault records when it ended and
 how long the system took to be healthy again.
 """
@@ -19,8 +19,8 @@ from typing import Any
 
 import psutil
 
-from infra.local.daemon import Daemon
-from infra.local.stack import http_ok
+from evpipe.local.daemon import Daemon
+from evpipe.local.stack import http_ok
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class FaultScheduler:
     gap_s: tuple[float, float] = (2.0, 6.0)  # quiet time between faults
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
     injected: Counter[str] = field(default_factory=Counter)
-    s3_gateway: Any = None  # infra.local.ceph.RadosGateway the archivers write through, for "s3_down"
+    s3_gateway: Any = None  # evpipe.local.ceph.RadosGateway the archivers write through, for "s3_down"
     caught_up: Callable[[], Callable[[], bool]] | None = None  # snapshot now; the check passes once it is sunk
     recovery_s: dict[str, float] = field(default_factory=dict)  # kind: worst time from fault end to caught up
     log: list[str] = field(default_factory=list)

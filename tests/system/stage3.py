@@ -15,8 +15,8 @@ import pyarrow.dataset as ds
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.harness import PIPELINE_ENV, Pipeline
-from infra.local.daemon import Daemon, free_port
-from infra.local.stack import PipelineProcess, pipeline, start_process, stop_process, wait_healthy
+from evpipe.local.daemon import Daemon, free_port
+from evpipe.local.stack import PipelineProcess, pipeline, start_process, stop_process, wait_healthy
 from tests.system.faults import Target
 
 

@@ -26,7 +26,7 @@ import psutil
 import pytest
 import redis
 
-from infra.local.daemon import free_port, port_open, terminate
+from evpipe.local.daemon import free_port, port_open, terminate
 from tests.system.hostile import KEY, generate
 from tests.system.report import table
 

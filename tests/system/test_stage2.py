@@ -29,7 +29,7 @@ import psycopg
 import pytest
 import redis
 
-from infra.local.daemon import free_port, port_open, terminate
+from evpipe.local.daemon import free_port, port_open, terminate
 from tests.providers import Service
 from tests.system.client import LOAD_TYPE, TrackingLoad
 from tests.system.faults import wait_for

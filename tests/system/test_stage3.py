@@ -27,7 +27,7 @@ from tests.system.report import RssWatch, table
 from tests.system.stage3 import S3Archive, SystemStack
 
 if TYPE_CHECKING:
-    from infra.local.ceph import RadosGateway
+    from evpipe.local.ceph import RadosGateway
 
 FULL = os.environ.get("EVPIPE_FULL") == "1"
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(1800 if FULL else 480)]

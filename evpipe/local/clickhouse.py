@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local.daemon import Daemon, StartError, start_lock
+from evpipe.local.daemon import Daemon, StartError, start_lock
 
 DEFAULT_PORT = 8123
 

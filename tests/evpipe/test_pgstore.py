@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from consumers import pgstore
+from evpipe import pgstore
 from tests.providers import Service
 from tests.worker.events import make_event
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local.daemon import Daemon, StartError, port_open, start_lock
+from evpipe.local.daemon import Daemon, StartError, port_open, start_lock
 
 DEFAULT_PORT = 9092
 

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from evpipe.local.broker import DEFAULT_PORT, LocalBroker
+from evpipe.local.daemon import Daemon, StartError, pid_alive, port_open
 from evpipe.settings import StateSettings, redact_url
-from infra.local.broker import DEFAULT_PORT, LocalBroker
-from infra.local.daemon import Daemon, StartError, pid_alive, port_open
 
 if TYPE_CHECKING:
-    from infra.local.ceph import LocalCeph
+    from evpipe.local.ceph import LocalCeph
 
 
 class StackSettings(StateSettings):
@@ -62,7 +62,7 @@ def broker(settings: StackSettings) -> LocalBroker:
 
 
 def local_ceph(settings: StackSettings) -> LocalCeph:
-    from infra.local.ceph import LocalCeph  # here: keeps `evpipe --help` from importing it
+    from evpipe.local.ceph import LocalCeph  # here: keeps `evpipe --help` from importing it
 
     return LocalCeph(settings.evpipe_state_dir.resolve(), settings.evpipe_s3_port)
 
@@ -171,7 +171,7 @@ def start_process(proc: PipelineProcess, state: Path, extra_env: dict[str, str] 
     daemon = proc.daemon(state)
     if daemon.pid() is not None:
         return "reused"
-    argv = [sys.executable, "-m", "infra.local.supervisor", "--name", proc.name, "--grace", "20", "--",
+    argv = [sys.executable, "-m", "evpipe.local.supervisor", "--name", proc.name, "--grace", "20", "--",
             sys.executable, "-m", "evpipe", *proc.command]
     # The repository root on the path, so a checkout without `pip install -e` runs too.
     repo = str(Path(__file__).resolve().parents[2])

@@ -2,7 +2,7 @@
 
 Everything lives under one directory (``<state>/ceph``), so two clusters with
 different state dirs never share a path, a socket or a port. Nothing here
-starts a process; see :mod:`infra.local.ceph` for that.
+starts a process; see :mod:`evpipe.local.ceph` for that.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def cephx_key() -> str:
 
 def render_conf(paths: CephPaths, fsid: str, mon_port: int) -> str:
     root = paths.root
-    return f"""# Single-node development cluster written by evpipe (infra/local/ceph.py). Loopback only.
+    return f"""# Single-node development cluster written by evpipe (evpipe/local/ceph.py). Loopback only.
 [global]
 fsid = {fsid}
 mon host = [v2:127.0.0.1:{mon_port}]

@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from infra.local.stack import DEMO_KEYS, StackSettings, http_ok
-from infra.local.workload import sample_events
+from evpipe.local.stack import DEMO_KEYS, StackSettings, http_ok
+from evpipe.local.workload import sample_events
 
 LIBRARY = "evpipe-demo"  # context.library.name of every demo event: the demo counts only its own
 BATCH = 500

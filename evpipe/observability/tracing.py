@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from infra.observability.logs import REQUEST_ID, ASGIApp, Message, Receive, Scope, Send
+from evpipe.observability.logs import REQUEST_ID, ASGIApp, Message, Receive, Scope, Send
 
 
 class TracingMiddleware:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local.ceph_files import (
+from evpipe.local.ceph_files import (
     DEV_ACCESS_KEY,
     DEV_SECRET_KEY,
     MON_ID,
@@ -39,7 +39,7 @@ from infra.local.ceph_files import (
     write_cluster_files,
     write_credentials,
 )
-from infra.local.daemon import Daemon, StartError, free_port, port_open, start_lock
+from evpipe.local.daemon import Daemon, StartError, free_port, port_open, start_lock
 
 DEFAULT_PORT = 7480
 BINARIES = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph")
@@ -327,7 +327,7 @@ class LocalCeph:
 
 
 def main() -> None:
-    """`python -m infra.local.ceph STATE_DIR [PORT]`: start (or reuse) a cluster and print its endpoint."""
+    """`python -m evpipe.local.ceph STATE_DIR [PORT]`: start (or reuse) a cluster and print its endpoint."""
     state_dir = Path(sys.argv[1] if len(sys.argv) > 1 else ".evpipe")
     ceph = LocalCeph(state_dir.resolve(), int(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_PORT)
     print(ceph.ensure(), ceph.endpoint)

@@ -11,7 +11,7 @@ clients are refused. Only a crash loop, a child that dies soon after starting
 (bad config, port taken), backs off exponentially up to a cap, so it does not
 burn a core.
 
-Run as: python -m infra.local.supervisor --name NAME [--grace S] [--stable-s S] -- COMMAND...
+Run as: python -m evpipe.local.supervisor --name NAME [--grace S] [--stable-s S] -- COMMAND...
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def log(name: str, message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.local.supervisor",
+    parser = argparse.ArgumentParser(prog="python -m evpipe.local.supervisor",
                                      description="Run a command and restart it when it dies.")
     parser.add_argument("--name", required=True, help="name used in log lines")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds the child gets to stop on SIGTERM")
