@@ -42,6 +42,7 @@ from consumers.runtime.deadletter import DeadLetters
 from consumers.runtime.parse import Poison, parse_values
 from consumers.runtime.settings import ConsumerSettings
 from consumers.runtime.sink import Batch, Sink
+from evpipe.backoff import delay
 from evpipe.gctune import tune_for_throughput
 from evpipe.kafka import consumer_config, producer_config
 
@@ -397,8 +398,7 @@ class ConsumerLoop:
                     job.next_try - time.monotonic(), job.last_error)
 
     def _delay(self, attempts: int) -> float:
-        return float(min(self.settings.consumer_retry_max_s,
-                         self.settings.consumer_retry_initial_s * 2 ** min(attempts - 1, 30)))
+        return delay(self.settings.consumer_retry_initial_s, self.settings.consumer_retry_max_s, attempts)
 
     # -- memory bound and pausing ----------------------------------------------------------------
 

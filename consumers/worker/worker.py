@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
 import signal
 import socket
 import threading
@@ -27,11 +26,12 @@ from types import FrameType
 
 import redis
 
-from evpipe import pgstore
 from consumers.worker.metrics import WorkerMetrics
 from consumers.worker.queue import DeadLetter, ReliableQueue
 from consumers.worker.settings import WorkerSettings
 from consumers.worker.writer import BatchWriter, Entry, TransientError, decode_batch
+from evpipe import pgstore
+from evpipe.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +49,6 @@ class Job:
     entries: list[Entry]
     dead: list[DeadLetter]
     duplicates: int
-
-
-class Backoff:
-    """Capped exponential delay with jitter: initial, 2x, 4x ... up to cap."""
-
-    def __init__(self, initial_s: float, cap_s: float) -> None:
-        self.initial_s, self.cap_s, self.failures = initial_s, cap_s, 0
-
-    def next_delay(self) -> float:
-        delay = min(self.cap_s, self.initial_s * 2 ** self.failures)
-        self.failures += 1
-        return delay * random.uniform(0.8, 1.0)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class Worker:
@@ -168,7 +153,7 @@ class Worker:
     # ------------------------------------------------------------------ batches
 
     def _collect_retrying(self, slot: int) -> list[bytes]:
-        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s)
+        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s, jitter=0.2)
         while True:
             try:
                 return self._collect(slot)
@@ -228,7 +213,7 @@ class Worker:
 
     def _flush(self, writer: BatchWriter, job: Job) -> bool:
         """Write and acknowledge one batch, retrying through Postgres failures; False if given up on stop."""
-        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s)
+        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s, jitter=0.2)
         give_up_at: float | None = None
         while True:
             started = time.perf_counter()
@@ -257,7 +242,7 @@ class Worker:
 
     def _ack(self, slot: int, dead: list[DeadLetter]) -> None:
         """Acknowledge, retrying while Redis is away (DEL of the slot is idempotent)."""
-        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s)
+        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s, jitter=0.2)
         while True:
             try:
                 self.queue.ack(slot, dead)
