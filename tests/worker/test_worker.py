@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import redis
 
-from consumers import pgstore
+from evpipe import pgstore
 from consumers.worker.writer import decode_batch, is_item_error
 from tests.providers import Service
 from tests.worker import harness
