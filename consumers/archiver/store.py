@@ -7,6 +7,7 @@ only when it is durable, which is what lets the runtime commit offsets after
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import time
@@ -28,6 +29,14 @@ class Store(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
     def list(self, prefix: str) -> list[str]: ...
+
+    def list_sized(self, prefix: str) -> builtins.list[tuple[str, int]]:
+        """(key, size in bytes) of the objects whose key starts with ``prefix``, in key order."""
+        ...
+
+    def open(self, key: str) -> pa.NativeFile:
+        """A readable file of one object (a local file is read in place; an S3 object is fetched whole)."""
+        ...
 
 
 class LocalStore:
@@ -59,18 +68,27 @@ class LocalStore:
 
     def list(self, prefix: str) -> list[str]:
         """Keys of the files whose key starts with ``prefix``; temp files of unfinished puts are left out."""
+        return [key for key, _size in self.list_sized(prefix)]
+
+    def list_sized(self, prefix: str) -> builtins.list[tuple[str, int]]:
         head, _, _ = prefix.rpartition("/")
         base = self.root / head
         if not base.is_dir():
             return []
-        keys = []
+        found = []
         for directory, _dirs, files in os.walk(base):
             relative = Path(directory).relative_to(self.root).as_posix()
             for name in files:
                 key = name if relative == "." else f"{relative}/{name}"
                 if key.startswith(prefix) and not name.startswith("."):
-                    keys.append(key)
-        return sorted(keys)
+                    try:
+                        found.append((key, (self.root / key).stat().st_size))
+                    except FileNotFoundError:  # removed between the walk and the stat
+                        continue
+        return sorted(found)
+
+    def open(self, key: str) -> pa.NativeFile:
+        return pa.memory_map(str(self.root / key))
 
     def remove_stale_temp_files(self, older_than_s: float = 3600.0) -> int:
         """Delete temp files (``.<name>.<hex>.tmp``) that a killed ``put`` left behind; returns how many.
@@ -141,11 +159,20 @@ class S3Store:
         return data
 
     def list(self, prefix: str) -> list[str]:
-        keys: list[str] = []
+        return [key for key, _size in self.list_sized(prefix)]
+
+    def list_sized(self, prefix: str) -> builtins.list[tuple[str, int]]:
+        found: builtins.list[tuple[str, int]] = []
         start = len(self._key(""))
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
-            keys.extend(item["Key"][start:] for item in page.get("Contents", []))
-        return sorted(keys)
+            found.extend((item["Key"][start:], int(item["Size"])) for item in page.get("Contents", []))
+        return sorted(found)
+
+    def open(self, key: str) -> pa.NativeFile:
+        data = self.get(key)
+        if data is None:
+            raise FileNotFoundError(f"{self.uri}/{key} is gone")
+        return pa.BufferReader(data)
 
 
 def open_store(uri: str, endpoint_url: str = "", multipart_threshold: int = 64 * 1024 * 1024,

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-import orjson
 import pyarrow as pa
 
 from consumers.runtime.deadletter import DeadLetters
 from consumers.runtime.parse import Poison
 from consumers.runtime.sink import Batch
-from schemas.envelope import format_timestamp
-
-
-def wire_values(rows: pa.Table) -> list[bytes]:
-    """Each row as the wire JSON the gateway produced (timestamps ISO 8601 with a Z)."""
-    values = []
-    for row in rows.to_pylist():
-        event = {k: format_timestamp(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}
-        values.append(orjson.dumps(event))
-    return values
+from schemas.rows import wire_values
 
 
 class DeadLetterRows:

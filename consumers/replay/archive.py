@@ -35,10 +35,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from consumers.archiver.layout import data_key
-from consumers.archiver.store import LocalStore, S3Store, Store
-from schemas.arrow import arrow_schema
+from consumers.archiver.store import Store
 from schemas.envelope import kafka_key
-from schemas.fields import FIELDS, Field, Kind
+from schemas.fields import FIELDS, Field
+from schemas.rows import wire_events
 
 DEFAULT_BATCH_ROWS = 50_000  # one loader-sized insert (at most one ClickHouse block)
 
@@ -119,33 +119,17 @@ def list_files(store: Store, topic: str, window: Window) -> list[ArchiveFile]:
 
 
 def _list_prefix(store: Store, prefix: str) -> list[ArchiveFile]:
-    if isinstance(store, LocalStore):
-        directory = store.root / prefix
-        if not directory.is_dir():
-            return []
-        # Dot-prefixed names are the archiver's in-flight temp files.
-        return [ArchiveFile(prefix + p.name, p.stat().st_size)
-                for p in sorted(directory.glob("*.parquet")) if not p.name.startswith(".")]
-    if isinstance(store, S3Store):
-        full = f"{store.prefix}/{prefix}" if store.prefix else prefix
-        files = []
-        for page in store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=full):
-            for item in page.get("Contents", []):
-                name = item["Key"][len(full):]
-                if name.endswith(".parquet") and "/" not in name and not name.startswith("."):
-                    files.append(ArchiveFile(prefix + name, int(item["Size"])))
-        return sorted(files, key=lambda f: f.key)
-    raise ReplayError(f"cannot list archive store {type(store).__name__}")
+    # Only the hour directory's own data files (dot-prefixed temp files are never listed).
+    return [ArchiveFile(key, size) for key, size in store.list_sized(prefix)
+            if key.endswith(".parquet") and "/" not in key[len(prefix):]]
 
 
 def open_file(store: Store, file: ArchiveFile) -> pq.ParquetFile:
     """A local file is read in place; an S3 object is fetched whole (the one file held in memory)."""
-    if isinstance(store, LocalStore):
-        return pq.ParquetFile(str(store.root / file.key))
-    data = store.get(file.key)
-    if data is None:
-        raise ReplayError(f"{file.key} was listed but is gone from {store.uri}")
-    return pq.ParquetFile(pa.BufferReader(data))
+    try:
+        return pq.ParquetFile(store.open(file.key))
+    except FileNotFoundError:
+        raise ReplayError(f"{file.key} was listed but is gone from {store.uri}") from None
 
 
 def in_window(batch: pa.RecordBatch, window: Window) -> pa.Table:
@@ -311,22 +295,6 @@ class KafkaWriter:
         summary.errors.extend(f"not delivered to {self.topic}: {reason}" for reason in reasons[:10])
         if undelivered:
             summary.errors.append(f"{undelivered} message(s) still undelivered after {timeout:.0f}s")
-
-
-def wire_events(rows: pa.Table, fields: tuple[Field, ...] = FIELDS) -> list[dict[str, Any]]:
-    """Rows back to wire-format envelopes: every field, in order, timestamps as ISO text with ms and Z."""
-    schema = arrow_schema(fields)
-    columns = []
-    for f in fields:
-        if f.name in rows.column_names:
-            column = rows.column(f.name)
-        else:  # a file older than an optional field: the wire carries null
-            column = pa.nulls(rows.num_rows, schema.field(f.name).type)
-        if f.kind is Kind.TIMESTAMP:
-            column = pc.strftime(column.cast(pa.timestamp("ms", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
-        columns.append(column)
-    events: list[dict[str, Any]] = pa.Table.from_arrays(columns, names=[f.name for f in fields]).to_pylist()
-    return events
 
 
 # -- the run -------------------------------------------------------------------

@@ -21,13 +21,13 @@ from consumers.replay.archive import (
     Window,
     backfill,
     list_files,
-    wire_events,
 )
 from consumers.replay.reader import read_topic
 from evpipe.clickhouse import connect
 from evpipe.kafka import create_topics, producer_config
 from evpipe.settings import KafkaSettings
 from schemas.envelope import kafka_key
+from schemas.rows import wire_events
 from tests.loader.events import BASE, batch, event, table
 from tests.providers import Service
 
