@@ -26,7 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consumers.loader.cli",
     "consumers.replay.cli",
     "consumers.loader.query_cli",
-    "consumers.replay.dlq_cli",
+    "consumers.replay.deadletter_cli",
 )
 
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from consumers.loader.admin import AdminServer
-from consumers.loader.rejects import DeadLetterRows
+from consumers.loader.deadletter import DeadLetterRows
 from consumers.loader.settings import LoaderSettings
 from consumers.loader.sink import ClickHouseSink
 from consumers.loader.tables import migrate

@@ -36,15 +36,12 @@ import pyarrow.parquet as pq
 
 from consumers.archiver.layout import data_key
 from consumers.archiver.store import Store
+from consumers.replay.errors import ReplayError
 from schemas.envelope import kafka_key
 from schemas.fields import FIELDS, Field
 from schemas.rows import wire_events
 
 DEFAULT_BATCH_ROWS = 50_000  # one loader-sized insert (at most one ClickHouse block)
-
-
-class ReplayError(RuntimeError):
-    """A backfill that cannot start; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

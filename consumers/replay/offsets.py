@@ -13,16 +13,13 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from consumers.replay.errors import ReplayError
 from evpipe.kafka import client_config
 from evpipe.settings import KafkaSettings
 
 # States in which no member holds partitions, so offsets can be changed safely.
 _STOPPED_STATES = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN}
 NO_OFFSET = -1001
-
-
-class ReplayError(RuntimeError):
-    """An offset reset that cannot go ahead; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -207,7 +207,7 @@ def test_fresh_batches_go_in_whole_and_retries_without_their_known_rows(
 
 
 def test_dead_letter_rows_carry_each_rows_own_offset() -> None:
-    from consumers.loader.rejects import DeadLetterRows
+    from consumers.loader.deadletter import DeadLetterRows
     from consumers.runtime.deadletter import DeadLetters
     from consumers.runtime.parse import Poison
 

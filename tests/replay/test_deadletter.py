@@ -9,7 +9,7 @@ import sys
 import orjson
 import pytest
 
-from consumers.replay.dlq import dead_letters, redrive
+from consumers.replay.deadletter import dead_letters, redrive
 from consumers.replay.reader import read_topic
 from consumers.runtime.deadletter import DeadLetters
 from consumers.runtime.parse import Poison

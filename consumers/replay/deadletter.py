@@ -16,7 +16,7 @@ from schemas.envelope import kafka_key
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class DeadLetterRecord:
     partition: int
     offset: int
     timestamp: dt.datetime | None
@@ -55,16 +55,16 @@ def _header(message: Message, name: str) -> str:
     return ""
 
 
-def to_dead_letter(message: Message) -> DeadLetter:
+def to_dead_letter(message: Message) -> DeadLetterRecord:
     kind, millis = message.timestamp()
     when = dt.datetime.fromtimestamp(millis / 1000, dt.UTC) if kind and millis > 0 else None
     origin = f"{_header(message, 'topic')}/{_header(message, 'partition')}@{_header(message, 'offset')}"
-    return DeadLetter(message.partition() or 0, message.offset() or 0, when, _header(message, "error") or "(no reason)",
+    return DeadLetterRecord(message.partition() or 0, message.offset() or 0, when, _header(message, "error") or "(no reason)",
                       origin, message.value() or b"")
 
 
 def dead_letters(settings: KafkaSettings, topic: str, since: dt.datetime | None = None,
-                 needle: str | None = None) -> Iterator[tuple[DeadLetter, bool]]:
+                 needle: str | None = None) -> Iterator[tuple[DeadLetterRecord, bool]]:
     """Every dead letter of ``topic`` (from ``since``), with whether it matches ``needle``."""
     for message in read_topic(settings, topic, since):
         letter = to_dead_letter(message)
@@ -80,8 +80,8 @@ def _key(value: bytes) -> bytes | None:
         return None
 
 
-def redrive(settings: KafkaSettings, letters: Iterable[tuple[DeadLetter, bool]], target_topic: str,
-            dry_run: bool = False, progress: Callable[[DeadLetter, bool], None] | None = None) -> RedriveSummary:
+def redrive(settings: KafkaSettings, letters: Iterable[tuple[DeadLetterRecord, bool]], target_topic: str,
+            dry_run: bool = False, progress: Callable[[DeadLetterRecord, bool], None] | None = None) -> RedriveSummary:
     """Re-produce the matching dead letters to ``target_topic``; returns once Kafka acknowledged them.
 
     Sinks deduplicate by event_id, so redriving a letter twice does not duplicate it in ClickHouse.

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from consumers.replay.dlq import dead_letters
+    from consumers.replay.deadletter import dead_letters
     from consumers.replay.reader import TopicMissing
     from evpipe.table import render_table
 
@@ -54,7 +54,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_redrive(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from consumers.replay.dlq import dead_letters, redrive
+    from consumers.replay.deadletter import dead_letters, redrive
     from consumers.replay.reader import TopicMissing
 
     settings = load(KafkaSettings)
