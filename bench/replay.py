@@ -16,7 +16,7 @@ One file is inserted into a scratch table first, untimed, so neither path
 pays the engine's first-use costs. Steps 2-4 run three times, alternating,
 each into fresh databases; the result is the medians.
 
-This is the measured rebuild rate the README's recovery runbook cites.
+This is the measured rebuild rate docs/operations.md (disaster recovery) and docs/performance.md cite.
 ClickHouse: CLICKHOUSE_URL if set, else a throw-away embedded engine.
 """
 

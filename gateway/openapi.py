@@ -44,7 +44,7 @@ def _event_schema() -> dict[str, Any]:
 def _segment_message() -> dict[str, Any]:
     text = {"type": "string"}
     obj = {"type": "object"}
-    return {"type": "object", "description": "A Segment message (see README 'Segment mapping').", "properties": {
+    return {"type": "object", "description": "A Segment message (see docs/gateway.md 'Segment mapping').", "properties": {
         "type": {"type": "string", "enum": list(CALLS)}, "messageId": text, "event": text, "name": text,
         "category": text, "userId": {"type": ["string", "number"]}, "anonymousId": {"type": ["string", "number"]},
         "previousId": text, "groupId": text, "properties": obj, "traits": obj, "context": obj, "integrations": obj,

@@ -4,7 +4,7 @@ Segment-compatible SDKs send to ``/v1/track``, ``/v1/identify``, ``/v1/page``,
 ``/v1/screen``, ``/v1/group``, ``/v1/alias`` (one message) and ``/v1/batch``
 (``{"batch": [...], "sentAt": ..., "context": ...}``). Each message becomes a
 native client event, then goes through the same validator as native events.
-The table in the README ("Segment mapping") documents every field.
+The table in docs/gateway.md ("Segment mapping") documents every field.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README's command (a) path, shortened: `evpipe dev up`, `evpipe dev demo`, `evpipe dev down`.
+"""The README's command (a) path (docs/deployment.md), shortened: `evpipe dev up`, `evpipe dev demo`, `evpipe dev down`.
 
 Runs on a private state directory with its own broker and free ports, so it does not
 touch a developer's stack or the other tests' servers.

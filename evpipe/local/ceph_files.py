@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The S3 user of the local server. Fixed development credentials (documented in
-# README.md): the server listens on loopback only and holds throwaway data.
+# docs/deployment.md): the server listens on loopback only and holds throwaway data.
 S3_USER = "evpipe"
 DEV_ACCESS_KEY = "EVPIPELOCALDEVKEY001"
 DEV_SECRET_KEY = "evpipe-local-dev-secret-key-not-for-production"

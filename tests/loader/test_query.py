@@ -1,4 +1,4 @@
-"""`evpipe query`: output formats, the README's sample queries, the CLI against a server; the loader's admin server."""
+"""`evpipe query`: output formats, the sample queries in docs/, the CLI against a server; the loader's admin server."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ EVPIPE = [sys.executable, "-m", "evpipe"]
 
 
 def readme_queries() -> dict[str, str]:
-    """The ```sql blocks of the README's loader section, keyed by their first comment line."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Loader and queries", 1)[1].split("\n## ", 1)[0]
+    """The ```sql blocks of docs/loader.md's sample queries, keyed by their first comment line."""
+    text = (ROOT / "docs" / "loader.md").read_text()
+    section = text.split("## Sample queries", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
     return {block.splitlines()[0].lstrip("- ").strip(): block for block in blocks}
 

@@ -1,4 +1,4 @@
-"""The summary table of a system run (printed at the end; the README's Reliability section copies it)."""
+"""The summary table of a system run (printed at the end; docs/reliability.md copies it)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ variable "dr_region" {
 }
 
 variable "stage" {
-  description = "Pipeline stage, 1-3 (see infra/RUNBOOK.md for when to move up)."
+  description = "Pipeline stage, 1-3 (see docs/operations.md#scaling-by-stage for when to move up)."
   type        = number
   default     = 3
 }

@@ -1,6 +1,6 @@
 # What a deployment needs, named after the app's own environment variables, so wiring is a
 # copy: `app_settings` goes into the evpipe-config ConfigMap as is; the `*_secret_arn`
-# outputs hold the values of the evpipe-secrets Secret (see infra/RUNBOOK.md).
+# outputs hold the values of the evpipe-secrets Secret (see docs/operations.md#secrets).
 
 output "app_settings" {
   description = "Non-secret environment variables for every evpipe process in this region."
