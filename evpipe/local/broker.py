@@ -9,11 +9,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import stat
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from evpipe.local.daemon import Daemon, StartError, port_open, start_lock
+from evpipe.local.daemon import Daemon, StartError, ensure_started, port_open
 
 DEFAULT_PORT = 9092
 
@@ -49,27 +48,12 @@ class LocalBroker:
 
     def ensure(self, timeout: float = 20.0) -> str:
         """Start the broker unless one already answers; returns 'reused' or 'started'."""
-        with start_lock(self.state_dir, self.daemon.name):
-            if self.healthy():
-                return "reused"
-            url = f"tcp://{self.host}:{self.port}"
-            argv = [
-                str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/",
-            ]
-            self.daemon.start(argv, env=os.environ | {"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.healthy():
-                    return "started"
-                if self.daemon.pid() is None:
-                    raise StartError(
-                        f"the Tansu broker exited at start (port {self.port} in use?); "
-                        f"log {self.daemon.log_file}:\n{self.daemon.log_tail()}"
-                    )
-                time.sleep(0.1)
-            raise StartError(f"the Tansu broker did not listen on {self.bootstrap} within {timeout:.0f}s; "
-                             f"log {self.daemon.log_file}")
+        url = f"tcp://{self.host}:{self.port}"
+        argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]
+        env = os.environ | {"RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        return ensure_started(self.daemon, self.healthy, argv, env, timeout, "the Tansu broker",
+                              f"port {self.port} in use?")
 
     def stop(self) -> bool:
         return self.daemon.stop()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from evpipe.local.daemon import Daemon, StartError, start_lock
+from evpipe.local.daemon import Daemon, ensure_started
 
 DEFAULT_PORT = 8123
 
@@ -39,25 +38,13 @@ class LocalClickHouse:
 
     def ensure(self, timeout: float = 60.0) -> str:
         """Start the server unless one already answers; returns 'reused' or 'started'."""
-        with start_lock(self.state_dir, self.daemon.name):
-            if self.healthy():
-                return "reused"
-            env = os.environ | {"EVPIPE_STATE_DIR": str(self.state_dir), "CLICKHOUSE_HTTP_HOST": self.host,
-                                "CLICKHOUSE_HTTP_PORT": str(self.port)}
-            if self.data_dir is not None:
-                env["CLICKHOUSE_DATA_DIR"] = str(self.data_dir)
-            self.daemon.start([sys.executable, "-m", "evpipe", "clickhouse", "serve"], env=env)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.healthy():
-                    return "started"
-                if self.daemon.pid() is None:
-                    raise StartError(f"evpipe clickhouse serve exited at start (port {self.port} in use, or its "
-                                     f"data directory held by another process?); log {self.daemon.log_file}:\n"
-                                     f"{self.daemon.log_tail()}")
-                time.sleep(0.2)
-            raise StartError(f"evpipe clickhouse serve did not answer on {self.url}/ping within {timeout:.0f}s; "
-                             f"log {self.daemon.log_file}")
+        env = os.environ | {"EVPIPE_STATE_DIR": str(self.state_dir), "CLICKHOUSE_HTTP_HOST": self.host,
+                            "CLICKHOUSE_HTTP_PORT": str(self.port)}
+        if self.data_dir is not None:
+            env["CLICKHOUSE_DATA_DIR"] = str(self.data_dir)
+        return ensure_started(self.daemon, self.healthy, [sys.executable, "-m", "evpipe", "clickhouse", "serve"],
+                              env, timeout, "evpipe clickhouse serve",
+                              f"port {self.port} in use, or its data directory held by another process?")
 
     def stop(self) -> bool:
         return self.daemon.stop(timeout=60.0)

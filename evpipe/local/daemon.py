@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +122,23 @@ def start_lock(state_dir: Path, name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def ensure_started(daemon: Daemon, healthy: Callable[[], bool], argv: Sequence[str], env: dict[str, str],
+                   timeout: float, what: str, exit_hint: str) -> str:
+    """Start ``daemon`` unless ``healthy()`` already holds (under a start lock); 'reused' or 'started'.
+
+    Raises StartError naming ``what`` and the log when the process exits at start or never gets healthy.
+    """
+    with start_lock(daemon.state_dir, daemon.name):
+        if healthy():
+            return "reused"
+        daemon.start(argv, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if healthy():
+                return "started"
+            if daemon.pid() is None:
+                raise StartError(f"{what} exited at start ({exit_hint}); log {daemon.log_file}:\n{daemon.log_tail()}")
+            time.sleep(0.1)
+        raise StartError(f"{what} did not answer within {timeout:.0f}s; log {daemon.log_file}")
