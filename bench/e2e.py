@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import loadgen
+from bench.analyst import Analyst
 from bench.harness import API_KEY, Pipeline, Sampler, Tracker, percentile
 from bench.report import write_result
 
@@ -40,9 +41,10 @@ def raw_producer_ceiling(pipe: Pipeline, count: int) -> float:
 def measure(pipe: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
     """Offer ``rate`` for ``seconds``, drain, and count everything; the timelines go under 'series'."""
     markers = mp.get_context("spawn").Queue()
-    tracker, sampler = Tracker(pipe, markers), Sampler(pipe)
+    tracker, sampler, analyst = Tracker(pipe, markers), Sampler(pipe), Analyst(pipe.clickhouse_url)
     tracker.start()
     sampler.start()
+    analyst.start()
     start = time.time()
     spec = loadgen.LoadSpec("127.0.0.1", pipe.gateway_port, API_KEY, rate=rate, seconds=seconds)
     print(f"offering {rate:,.0f} events/s for {seconds:.0f}s ...", flush=True)
@@ -53,6 +55,7 @@ def measure(pipe: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
     time.sleep(1.5)  # the tracker's last marker polls
     tracker.stop()
     sampler.stop()
+    analyst.stop()
     loaded, distinct_loaded = pipe.loaded()
     distinct_archived = pipe.archived_distinct()
     # The pipeline's warm-up events (distinct ids, before the load) are not part of the run.
@@ -72,6 +75,10 @@ def measure(pipe: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
         "poll_p50_ms": percentile(tracker.poll_seconds, 50) * 1000,
         "poll_max_ms": max(tracker.poll_seconds, default=0.0) * 1000,
         "processes": sampler.summary(start, end),
+        "analyst": {"answered": analyst.answered, "failed": analyst.failed, "insert_refused_164": analyst.refused_164,
+                    "insert_went_through": analyst.inserted,
+                    "query_p50_ms": percentile(analyst.seconds, 50) * 1000,
+                    "query_max_ms": max(analyst.seconds, default=0.0) * 1000},
         "series": {"start": start, "end": end, "accepted_per_second": load.per_second,
                    "loaded": tracker.loaded, "latency": tracker.latencies, "cpu": sampler.series},
     }
@@ -80,6 +87,7 @@ def measure(pipe: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
 def verdict(m: dict[str, Any]) -> str:
     equal = m["accepted"] == m["archived"] == m["loaded"]
     ok = equal and m["duplicates"] == 0 and m["p99_ms"] < TARGET_P99_MS and m["non_2xx"] == m["errors"] == 0
+    ok = ok and m["analyst"]["failed"] == m["analyst"]["insert_went_through"] == 0
     return "met" if ok and m["events_per_s"] >= 0.98 * m["offered_events_per_s"] else "not met"
 
 
@@ -103,6 +111,11 @@ def run(quick: bool) -> dict[str, Any]:
         {"what": "ingest-to-queryable p50 / p90 / p99 ms",
          "events_per_s": f"{m['p50_ms']:,.0f} / {m['p90_ms']:,.0f} / {m['p99_ms']:,.0f}"},
         {"what": "drain after the load (s)", "events_per_s": f"{m['drain_s']:.1f}"},
+        {"what": "read-only analyst meanwhile: queries answered / failed; INSERTs refused with 164 / let in",
+         "events_per_s": f"{m['analyst']['answered']} / {m['analyst']['failed']}; "
+                         f"{m['analyst']['insert_refused_164']} / {m['analyst']['insert_went_through']}"},
+        {"what": "read-only analyst query: p50 / max ms",
+         "events_per_s": f"{m['analyst']['query_p50_ms']:,.0f} / {m['analyst']['query_max_ms']:,.0f}"},
         {"what": "latency poll (a ClickHouse client query): p50 / max ms",
          "events_per_s": f"{m['poll_p50_ms']:,.0f} / {m['poll_max_ms']:,.0f}"},
     ] + [{"what": f"{name}: mean CPU % / peak RSS MiB",

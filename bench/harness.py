@@ -21,8 +21,10 @@ from evpipe.local.stack import DEMO_KEYS, StackSettings, broker, down, process_p
 
 API_KEY = DEMO_KEYS["web"]
 # Consumers join a group faster on Tansu with a short session; the gateway has no rate limit here.
+# CLICKHOUSE_USERS adds a readonly analyst on the benchmark's ClickHouse server (bench/analyst.py).
 PIPELINE_ENV = {"GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0", "GATEWAY_LOG_LEVEL": "warning",
-                "CONSUMER_SESSION_TIMEOUT_MS": "6000", "LOG_LEVEL": "WARNING"}
+                "CONSUMER_SESSION_TIMEOUT_MS": "6000", "LOG_LEVEL": "WARNING",
+                "CLICKHOUSE_USERS": "analyst:analyst:readonly"}
 
 
 class Pipeline:

@@ -83,7 +83,7 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, LogSetting
     )
     gateway_max_inflight_bytes_per_key: int = Field(
         32 * 1024 * 1024, ge=1, description="Request-body bytes the requests of one API key may hold at once; "
-        "beyond it that key gets 503 while other keys go on.",
+        "beyond it that key gets 429 while other keys go on.",
     )
     gateway_unauth_max_body_bytes: int = Field(
         1024 * 1024, ge=1, description="Largest (inflated) body of a request without a key in its headers (browser "
