@@ -30,10 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(_args: argparse.Namespace) -> int:
     import logging
 
+    from consumers.archiver.metrics import ArchiverMetrics
     from consumers.archiver.settings import ArchiverSettings
     from consumers.archiver.sink import ParquetSink
     from consumers.archiver.store import LocalStore, open_store
     from consumers.runtime import ConsumerLoop
+    from consumers.runtime.metrics import ConsumerMetrics, process_registry, serve
     from evpipe.observability.logs import configure_process
     from evpipe.settings import ConfigError, load
 
@@ -47,9 +49,13 @@ def run(_args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     if isinstance(store, LocalStore):  # what a killed put left behind (S3 never shows a partial object)
         store.remove_stale_temp_files(settings.archiver_stale_temp_s)
+    registry = process_registry()  # one per process: the sink's and the runtime's metrics, served together
     sink = ParquetSink(store, settings.archiver_row_group_rows, settings.archiver_zstd_level,
-                       settings.archiver_dedup_window_s, settings.archiver_dedup_max_ids)
+                       settings.archiver_dedup_window_s, settings.archiver_dedup_max_ids, ArchiverMetrics(registry))
+    loop = ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic],
+                        metrics=ConsumerMetrics(registry))
+    serve(registry, settings.metrics_port)
     logging.getLogger("evpipe.archiver").info(
         "archiving %s to %s (metrics on :%d)", settings.kafka_topic, store.uri, settings.metrics_port)
-    ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic]).run()
+    loop.run()
     return 0

@@ -29,31 +29,22 @@ import time
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from prometheus_client import Counter, Gauge, Histogram
 
 from consumers.archiver.dedup import DEFAULT_MAX_IDS, DEFAULT_WINDOW_S, Deduplicator
 from consumers.archiver.layout import data_key, manifest_key
+from consumers.archiver.metrics import ArchiverMetrics
 from consumers.archiver.store import Store
 from consumers.runtime.sink import Batch
-
-ROWS = Counter("evpipe_archiver_rows", "Events written to Parquet files.", ["topic"])
-BYTES = Counter("evpipe_archiver_bytes", "Parquet bytes uploaded.", ["topic"])
-FILES = Counter("evpipe_archiver_files", "Parquet files uploaded (rewrites of a retried batch included).", ["topic"])
-DUPLICATES = Counter("evpipe_archiver_duplicates",
-                     "Rows not archived: repeats of an event_id the partition archived within the window.", ["topic"])
-DEDUP_IDS = Gauge("evpipe_archiver_dedup_ids", "Event ids held in memory to find repeats, all partitions.")
-UPLOAD_SECONDS = Histogram(
-    "evpipe_archiver_upload_seconds", "Time to upload one Parquet file.",
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-)
 
 _MS_PER_HOUR = 3_600_000
 
 
 class ParquetSink:
     def __init__(self, store: Store, row_group_rows: int = 128 * 1024, zstd_level: int = 3,
-                 dedup_window_s: float = DEFAULT_WINDOW_S, dedup_max_ids: int = DEFAULT_MAX_IDS) -> None:
+                 dedup_window_s: float = DEFAULT_WINDOW_S, dedup_max_ids: int = DEFAULT_MAX_IDS,
+                 metrics: ArchiverMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics if metrics is not None else ArchiverMetrics()
         self.row_group_rows = row_group_rows
         self.zstd_level = zstd_level
         self.dedup = Deduplicator(store, dedup_window_s, dedup_max_ids)
@@ -80,13 +71,13 @@ class ParquetSink:
             data = self._encode(table)
             started = time.perf_counter()
             self.store.put(key, data)
-            UPLOAD_SECONDS.observe(time.perf_counter() - started)
-            FILES.labels(batch.topic).inc()
-            BYTES.labels(batch.topic).inc(data.size)
-            ROWS.labels(batch.topic).inc(table.num_rows)
+            self.metrics.upload_seconds.observe(time.perf_counter() - started)
+            self.metrics.files.labels(batch.topic).inc()
+            self.metrics.bytes.labels(batch.topic).inc(data.size)
+            self.metrics.rows.labels(batch.topic).inc(table.num_rows)
         self.dedup.written(batch)
-        DUPLICATES.labels(batch.topic).inc(decision.dropped)
-        DEDUP_IDS.set(self.dedup.held_ids())
+        self.metrics.duplicates.labels(batch.topic).inc(decision.dropped)
+        self.metrics.dedup_ids.set(self.dedup.held_ids())
 
     def _encode(self, table: pa.Table) -> pa.Buffer:
         out = pa.BufferOutputStream()

@@ -11,14 +11,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 log = logging.getLogger("evpipe.loader.admin")
 
 
 class AdminServer:
-    def __init__(self, host: str, port: int) -> None:
-        self.httpd = ThreadingHTTPServer((host, port), _Handler)
+    def __init__(self, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> None:
+        self.httpd = _Server((host, port), _Handler)
+        self.httpd.registry = registry
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="loader-admin", daemon=True)
 
@@ -38,11 +39,17 @@ class AdminServer:
         self.httpd.server_close()
 
 
+class _Server(ThreadingHTTPServer):
+    registry: CollectorRegistry  # the process's registry, served on /metrics
+
+
 class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
     def do_GET(self) -> None:
         path = urlparse(self.path).path
         if path == "/metrics":
-            self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
             self._send(200, b"ok\n", "text/plain")
         else:

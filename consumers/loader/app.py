@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from consumers.loader.rejects import DeadLetterRows
+from prometheus_client import CollectorRegistry
+
 from consumers.loader.admin import AdminServer
-from consumers.loader.deadletter import DeadLetterRows
+from consumers.loader.metrics import LoaderMetrics
 from consumers.loader.settings import LoaderSettings
 from consumers.loader.sink import ClickHouseSink
 from consumers.loader.tables import migrate
 from consumers.runtime import ConsumerLoop
 from consumers.runtime.deadletter import DeadLetters
+from consumers.runtime.metrics import ConsumerMetrics
 from evpipe.clickhouse import connect_waiting
 from evpipe.kafka import producer_config
 from schemas.fields import FIELDS, Field
@@ -25,8 +29,12 @@ class Loader:
         settings: LoaderSettings,
         fields: tuple[Field, ...] = FIELDS,
         consumer_overrides: dict[str, Any] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
+        # One registry for the sink's and the runtime's metrics, served by the admin server; a new one
+        # unless the process gives its own (tests run several loaders in one process).
+        self.registry = registry if registry is not None else CollectorRegistry()
         # A ClickHouse server still starting (`evpipe dev up`, a pod restart) is waited for, not a crash.
         self.client = connect_waiting(settings.clickhouse_url, settings.loader_connect_wait_s,
                                       settings.clickhouse_timeout_s)
@@ -37,13 +45,13 @@ class Loader:
         self.dead_letters = DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
         self.sink = ClickHouseSink(self.client, settings.clickhouse_database, fields,
                                    dead_letter=DeadLetterRows(self.dead_letters),
-                                   clustered=bool(settings.clickhouse_cluster))
-        self.admin = AdminServer(settings.loader_admin_host, settings.metrics_port)
+                                   clustered=bool(settings.clickhouse_cluster),
+                                   metrics=LoaderMetrics(self.registry))
+        self.admin = AdminServer(settings.loader_admin_host, settings.metrics_port, self.registry)
         topics = [settings.kafka_topic] + ([settings.kafka_replay_topic] if settings.loader_consume_replay else [])
-        # The admin server serves /metrics for the runtime's metrics too (one registry, one port).
-        runtime_settings = settings.model_copy(update={"metrics_port": 0})
-        self.loop = ConsumerLoop(runtime_settings, self.sink, settings.loader_group_id, topics, consumer_overrides,
-                                 low_priority_topics=[settings.kafka_replay_topic])
+        self.loop = ConsumerLoop(settings, self.sink, settings.loader_group_id, topics, consumer_overrides,
+                                 low_priority_topics=[settings.kafka_replay_topic],
+                                 metrics=ConsumerMetrics(self.registry))
 
     def run(self) -> None:
         """Blocks until SIGTERM/SIGINT or :meth:`stop`; then flushes, commits and cleans up."""

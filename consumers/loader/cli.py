@@ -37,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if args.migrate_only:
         return migrate_only(settings)
     from consumers.loader.app import Loader
+    from consumers.runtime.metrics import process_registry
     from evpipe.clickhouse import ClickHouseUnreachable
 
     try:
-        loader = Loader(settings)
+        loader = Loader(settings, registry=process_registry())
     except ClickHouseUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -43,7 +43,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from clickhouse_connect.driver.external import ExternalData
 
-from consumers.loader import metrics
+from consumers.loader.metrics import LoaderMetrics
 from consumers.loader.tables import Tables
 from consumers.runtime.sink import Batch
 from schemas.fields import FIELDS, Field
@@ -76,8 +76,10 @@ class ClickHouseSink:
         fields: tuple[Field, ...] = FIELDS,
         dead_letter: DeadLetter | None = None,
         clustered: bool = False,
+        metrics: LoaderMetrics | None = None,
     ) -> None:
         self.client = client
+        self.metrics = metrics if metrics is not None else LoaderMetrics()
         # On a cluster the writes go through Distributed tables: sent at once (not queued, possibly merged
         # with other inserts), so each batch's dedup token reaches its shard as one insert.
         self._write_settings = {"distributed_foreground_insert": 1} if clustered else {}
@@ -109,11 +111,11 @@ class ClickHouseSink:
         started = time.perf_counter()
         with self.lock:
             inserted, duplicates, rejected = self.insert(batch)
-        metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
-        metrics.BATCHES.inc()
-        metrics.ROWS.labels("inserted").inc(inserted)
-        metrics.ROWS.labels("duplicate").inc(duplicates)
-        metrics.ROWS.labels("rejected").inc(rejected)
+        self.metrics.insert_seconds.observe(time.perf_counter() - started)
+        self.metrics.batches.inc()
+        self.metrics.rows.labels("inserted").inc(inserted)
+        self.metrics.rows.labels("duplicate").inc(duplicates)
+        self.metrics.rows.labels("rejected").inc(rejected)
 
     def insert(self, batch: Batch) -> tuple[int, int, int]:
         """Insert the batch's new rows once, keyed by its identity; returns (inserted, duplicate, rejected)."""

@@ -36,9 +36,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from consumers.runtime import metrics
 from consumers.runtime.buffer import Cut, FlushPolicy, PartitionBuffer
 from consumers.runtime.deadletter import DeadLetters
+from consumers.runtime.metrics import ConsumerMetrics
 from consumers.runtime.parse import Poison, parse_values
 from consumers.runtime.settings import ConsumerSettings
 from consumers.runtime.sink import Batch, Sink
@@ -99,8 +99,10 @@ class ConsumerLoop:
         topics: list[str],
         consumer_overrides: dict[str, Any] | None = None,
         low_priority_topics: Collection[str] = (),
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else ConsumerMetrics()
         self.sink = sink
         self.group_id = group_id
         self.topics = topics
@@ -136,7 +138,6 @@ class ConsumerLoop:
 
     def run(self) -> None:
         tune_for_throughput(self.settings.consumer_gc_gen0_threshold)
-        metrics.serve(self.settings.metrics_port)
         restore = self._install_signals()
         config = consumer_config(
             self.settings, self.group_id, **{"session.timeout.ms": self.settings.consumer_session_timeout_ms},
@@ -157,7 +158,7 @@ class ConsumerLoop:
             self._writer.shutdown(wait=True)
             self._dead.close()
             restore()
-            metrics.ASSIGNED.set(0)
+            self.metrics.assigned.set(0)
 
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():
@@ -240,7 +241,7 @@ class ConsumerLoop:
                 added = buf.extend(list(map(Message.offset, group)),  # type: ignore[arg-type]
                                    list(map(Message.value, group)))  # type: ignore[arg-type]
                 if added:
-                    metrics.MESSAGES.labels(topic).inc(added)
+                    self.metrics.messages.labels(topic).inc(added)
                     self.stats.consumed += added
 
     def _consume_error(self, err: KafkaError) -> None:
@@ -287,7 +288,7 @@ class ConsumerLoop:
             backoff = self._pending_backoff.setdefault(key, _Backoff())
             backoff.attempts += 1
             backoff.until = now + self._delay(backoff.attempts)
-            metrics.WRITE_ERRORS.labels(key[0]).inc()
+            self.metrics.write_errors.labels(key[0]).inc()
             self.stats.write_errors += 1
             log.warning("%s[%d]: cannot read the begun-batch record (retrying): %s", key[0], key[1], exc)
             return False
@@ -351,9 +352,9 @@ class ConsumerLoop:
         if not job.dead_lettered:
             self._dead.send(batch.topic, batch.partition, job.poison)
             job.dead_lettered = True
-            metrics.DEAD_LETTERS.labels(batch.topic).inc(len(job.poison))
+            self.metrics.dead_letters.labels(batch.topic).inc(len(job.poison))
         if batch.table.num_rows:
-            with metrics.WRITE_SECONDS.time():
+            with self.metrics.write_seconds.time():
                 self.sink.begin(batch)
                 self.sink.write(batch)
         job.written = True
@@ -378,9 +379,9 @@ class ConsumerLoop:
         batch = job.batch
         self._jobs.pop(key, None)
         count = batch.last_offset - batch.first_offset + 1
-        metrics.BATCHES.labels(batch.topic).inc()
-        metrics.ROWS.labels(batch.topic).inc(batch.table.num_rows)
-        metrics.COMMITTED.labels(batch.topic).inc(count)
+        self.metrics.batches.labels(batch.topic).inc()
+        self.metrics.rows.labels(batch.topic).inc(batch.table.num_rows)
+        self.metrics.committed.labels(batch.topic).inc(count)
         self.stats.committed_batches += 1
         self.stats.rows += batch.table.num_rows
         self.stats.dead_letters += len(job.poison)
@@ -391,7 +392,7 @@ class ConsumerLoop:
         job.attempts += 1
         job.next_try = time.monotonic() + self._delay(job.attempts)
         job.last_error = f"{type(exc).__name__}: {exc}"
-        metrics.WRITE_ERRORS.labels(job.cut.topic).inc()
+        self.metrics.write_errors.labels(job.cut.topic).inc()
         self.stats.write_errors += 1
         stage = "commit" if job.written else "write"
         log.warning("%s: %s failed (attempt %d, retry in %.1fs): %s", job.identity, stage, job.attempts,
@@ -420,7 +421,7 @@ class ConsumerLoop:
                 job = self._jobs[key] = self._new_job(buf)
                 waiting -= job.cut.nbytes
         self._over_cap = total > cap if not self._over_cap else total > cap // 2
-        metrics.BUFFER_BYTES.set(total)
+        self.metrics.buffer_bytes.set(total)
 
     def _sync_pauses(self) -> None:
         """Pause partitions whose batch is failing, or all (but those awaiting a begun batch's end) over the cap."""
@@ -441,7 +442,7 @@ class ConsumerLoop:
             # librdkafka resumes fetching at the last offset handed to us + 1; the buffer drops re-deliveries.
             self._consumer.resume([TopicPartition(t, p) for t, p in resume])
         self._paused = wanted
-        metrics.PAUSED.set(len(wanted))
+        self.metrics.paused.set(len(wanted))
 
     def _live_lag_exceeded(self) -> bool:
         """Whether the live topics' backlog is over the threshold (with hysteresis: resume below half).
@@ -462,7 +463,7 @@ class ConsumerLoop:
             if tp.offset >= 0 and high >= 0:
                 backlog += max(0, high - tp.offset)
         backlog += sum(len(buf) for key, buf in self._buffers.items() if key[0] not in self.low_priority)
-        metrics.LIVE_BACKLOG.set(backlog)
+        self.metrics.live_backlog.set(backlog)
         return backlog > (limit // 2 if self._hold_low_priority else limit)
 
     # -- rebalancing -----------------------------------------------------------------------------
@@ -472,7 +473,7 @@ class ConsumerLoop:
             # setdefault: never drop a live buffer; librdkafka's re-deliveries are filtered by offset
             self._buffers.setdefault((tp.topic, tp.partition), PartitionBuffer(tp.topic, tp.partition))
         self.stats.assigned = set(self._buffers)
-        metrics.ASSIGNED.set(len(self._buffers))
+        self.metrics.assigned.set(len(self._buffers))
         log.info("assigned %s", _names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -514,12 +515,9 @@ class ConsumerLoop:
                     log.warning("%s: in-flight write at revocation did not succeed: %r", job.identity, exc)
             self._pending_backoff.pop(key, None)
             self._paused.discard(key)
-            try:
-                metrics.LAG.remove(tp.topic, str(tp.partition))
-            except KeyError:
-                pass
+            self.metrics.forget_partition(tp.topic, tp.partition)
         self.stats.assigned = set(self._buffers)
-        metrics.ASSIGNED.set(len(self._buffers))
+        self.metrics.assigned.set(len(self._buffers))
 
     # -- lag ---------------------------------------------------------------------------------------
 
@@ -533,7 +531,7 @@ class ConsumerLoop:
             for tp in committed:
                 low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
                 position = tp.offset if tp.offset >= 0 else low
-                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
         except KafkaException as exc:
             log.debug("lag refresh failed: %s", exc)
 

@@ -43,7 +43,7 @@ def test_start_removes_stale_temp_files_and_passes_the_dedup_settings(
     started: list[object] = []
 
     class NoLoop:  # the consumer loop itself is tested against the broker elsewhere
-        def __init__(self, _settings: object, sink: object, *_args: object) -> None:
+        def __init__(self, _settings: object, sink: object, *_args: object, **_kwargs: object) -> None:
             started.append(sink)
 
         def run(self) -> None:

@@ -3,7 +3,6 @@ code really exports (read from each component's /metrics, served by the componen
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import socket
@@ -20,7 +19,7 @@ from tests.deploy.support import OBSERVABILITY, REPO, of_kind, render
 ALERTS = OBSERVABILITY / "prometheus" / "alerts.yaml"
 SCRAPE = OBSERVABILITY / "prometheus" / "scrape.yaml"
 DASHBOARD = OBSERVABILITY / "grafana" / "evpipe-dashboard.json"
-RUNBOOK = REPO / "docs" / "operations.md"
+RUNBOOK = REPO / "infra" / "RUNBOOK.md"
 
 # Grafana's and Argo's template variables, replaced by what they expand to before parsing.
 TEMPLATE_VARS = {"$__rate_interval": "5m", "{{args.canary-hash}}": "abc123"}
@@ -128,7 +127,7 @@ def test_every_alert_has_severity_summary_and_an_existing_runbook_section() -> N
         assert rule["labels"]["severity"] in {"page", "warn"}, rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
         path, _, anchor = rule["annotations"]["runbook"].partition("#")
-        assert path == "docs/operations.md" and anchor in anchors, f"{rule['alert']}: no section #{anchor}"
+        assert path == "infra/RUNBOOK.md" and anchor in anchors, f"{rule['alert']}: no section #{anchor}"
 
 
 def test_scrape_config_labels_what_alerts_and_canary_group_by() -> None:
@@ -200,22 +199,31 @@ def _gateway() -> str:
         return response.text
 
 
-def _runtime() -> str:
-    from consumers.runtime import metrics
+def _serve(*owners: str) -> str:
+    """A consumer process's /metrics: the runtime's metrics and its sink's on one registry."""
+    from consumers.archiver.metrics import ArchiverMetrics
+    from consumers.loader.metrics import LoaderMetrics
+    from consumers.runtime.metrics import ConsumerMetrics, process_registry, serve
 
+    registry = process_registry()
+    ConsumerMetrics(registry)
+    for owner in owners:
+        {"loader": LoaderMetrics, "archiver": ArchiverMetrics}[owner](registry)
     port = _free_port()
-    metrics.serve(port)  # the consumer processes' own /metrics server (default registry)
+    serve(registry, port)
     return _scrape(port)
 
 
+def _runtime() -> str:
+    return _serve()
+
+
 def _loader() -> str:
-    importlib.import_module("consumers.loader.metrics")  # registers evpipe_loader_* in the default registry
-    return _runtime()
+    return _serve("loader")  # evpipe_loader_* next to the runtime's, as the loader's admin server serves them
 
 
 def _archiver() -> str:
-    importlib.import_module("consumers.archiver.sink")  # defines evpipe_archiver_*
-    return _runtime()
+    return _serve("archiver")  # evpipe_archiver_*
 
 
 def _worker() -> str:
