@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from consumers.loader.rejects import DeadLetterRows
 from prometheus_client import CollectorRegistry
 
 from consumers.loader.admin import AdminServer
+from consumers.loader.deadletter import DeadLetterRows
 from consumers.loader.metrics import LoaderMetrics
 from consumers.loader.settings import LoaderSettings
 from consumers.loader.sink import ClickHouseSink

@@ -19,7 +19,7 @@ from tests.deploy.support import OBSERVABILITY, REPO, of_kind, render
 ALERTS = OBSERVABILITY / "prometheus" / "alerts.yaml"
 SCRAPE = OBSERVABILITY / "prometheus" / "scrape.yaml"
 DASHBOARD = OBSERVABILITY / "grafana" / "evpipe-dashboard.json"
-RUNBOOK = REPO / "infra" / "RUNBOOK.md"
+RUNBOOK = REPO / "docs" / "operations.md"
 
 # Grafana's and Argo's template variables, replaced by what they expand to before parsing.
 TEMPLATE_VARS = {"$__rate_interval": "5m", "{{args.canary-hash}}": "abc123"}
@@ -127,7 +127,7 @@ def test_every_alert_has_severity_summary_and_an_existing_runbook_section() -> N
         assert rule["labels"]["severity"] in {"page", "warn"}, rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
         path, _, anchor = rule["annotations"]["runbook"].partition("#")
-        assert path == "infra/RUNBOOK.md" and anchor in anchors, f"{rule['alert']}: no section #{anchor}"
+        assert path == "docs/operations.md" and anchor in anchors, f"{rule['alert']}: no section #{anchor}"
 
 
 def test_scrape_config_labels_what_alerts_and_canary_group_by() -> None:
