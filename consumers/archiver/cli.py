@@ -36,6 +36,8 @@ def run(_args: argparse.Namespace) -> int:
     from consumers.archiver.store import LocalStore, open_store
     from consumers.runtime import ConsumerLoop
     from consumers.runtime.metrics import ConsumerMetrics, process_registry, serve
+    from consumers.runtime.process import run_until_signalled
+    from evpipe.gctune import tune_for_throughput
     from evpipe.observability.logs import configure_process
     from evpipe.settings import ConfigError, load
 
@@ -57,5 +59,6 @@ def run(_args: argparse.Namespace) -> int:
     serve(registry, settings.metrics_port)
     logging.getLogger("evpipe.archiver").info(
         "archiving %s to %s (metrics on :%d)", settings.kafka_topic, store.uri, settings.metrics_port)
-    loop.run()
+    tune_for_throughput(settings.consumer_gc_gen0_threshold)  # after start-up: what was built so far is frozen
+    run_until_signalled(loop)
     return 0

@@ -54,7 +54,7 @@ class Loader:
                                  metrics=ConsumerMetrics(self.registry))
 
     def run(self) -> None:
-        """Blocks until SIGTERM/SIGINT or :meth:`stop`; then flushes, commits and cleans up."""
+        """Blocks until :meth:`stop` (the entry point maps SIGTERM/SIGINT to it); then flushes, commits, cleans up."""
         self.admin.start()
         try:
             self.loop.run()

@@ -38,14 +38,17 @@ def run(args: argparse.Namespace) -> int:
         return migrate_only(settings)
     from consumers.loader.app import Loader
     from consumers.runtime.metrics import process_registry
+    from consumers.runtime.process import run_until_signalled
     from evpipe.clickhouse import ClickHouseUnreachable
+    from evpipe.gctune import tune_for_throughput
 
     try:
         loader = Loader(settings, registry=process_registry())
     except ClickHouseUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    loader.run()
+    tune_for_throughput(settings.consumer_gc_gen0_threshold)  # after start-up: what was built so far is frozen
+    run_until_signalled(loader)
     return 0
 
 

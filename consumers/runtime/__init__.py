@@ -5,10 +5,13 @@ Build a process on it with::
     from consumers.runtime import ConsumerLoop, ConsumerSettings, Batch, Sink
 
     class MySettings(ConsumerSettings): ...          # env vars; override defaults here
-    ConsumerLoop(load(MySettings), my_sink, group_id="evpipe-x", topics=["events"]).run()
+    loop = ConsumerLoop(load(MySettings), my_sink, group_id="evpipe-x", topics=["events"])
+    run_until_signalled(loop)                        # consumers.runtime.process
 
-``run`` blocks until SIGTERM/SIGINT (main thread) or ``stop()``, then flushes,
-commits and leaves the group. See ``sink.py`` for the exactly-once contract a
+``run`` blocks until ``stop()`` (which ``run_until_signalled`` calls on
+SIGTERM/SIGINT), then flushes, commits and leaves the group. The entry point
+also owns the collector policy (``evpipe.gctune``) and the metrics registry
+(``consumers.runtime.metrics``). See ``sink.py`` for the exactly-once contract a
 sink must keep and ``loop.py`` for the order of operations.
 """
 

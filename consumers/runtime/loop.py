@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import signal
 import threading
 import time
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -43,7 +41,6 @@ from consumers.runtime.parse import Poison, parse_values
 from consumers.runtime.settings import ConsumerSettings
 from consumers.runtime.sink import Batch, Sink
 from evpipe.backoff import delay
-from evpipe.gctune import tune_for_throughput
 from evpipe.kafka import consumer_config, producer_config
 
 log = logging.getLogger("evpipe.consumer")
@@ -89,7 +86,10 @@ class LoopStats:
 
 
 class ConsumerLoop:
-    """Runs one consumer-group member that feeds ``sink`` until :meth:`stop` or SIGTERM/SIGINT."""
+    """Runs one consumer-group member that feeds ``sink`` until :meth:`stop`.
+
+    Signals and the collector policy belong to the process: see ``consumers/runtime/process.py``.
+    """
 
     def __init__(
         self,
@@ -137,8 +137,6 @@ class ConsumerLoop:
         self._stop.set()
 
     def run(self) -> None:
-        tune_for_throughput(self.settings.consumer_gc_gen0_threshold)
-        restore = self._install_signals()
         config = consumer_config(
             self.settings, self.group_id, **{"session.timeout.ms": self.settings.consumer_session_timeout_ms},
             **self._overrides,
@@ -157,19 +155,7 @@ class ConsumerLoop:
             self._parsers.shutdown(wait=True)
             self._writer.shutdown(wait=True)
             self._dead.close()
-            restore()
             self.metrics.assigned.set(0)
-
-    def _install_signals(self) -> Any:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: flushing and stopping", signum)
-            self._stop.set()
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-        return lambda: [signal.signal(s, h) for s, h in previous.items()]
 
     def _shutdown(self) -> None:
         """Stop fetching, cut everything that may be cut, write and commit it, within the shutdown timeout."""
