@@ -23,7 +23,6 @@ group membership stays alive, and resumes the partition once the batch is in.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -32,20 +31,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-
 from consumers.runtime.buffer import Cut, FlushPolicy, PartitionBuffer
 from consumers.runtime.deadletter import DeadLetters
+from consumers.runtime.kafka_source import KafkaSource
 from consumers.runtime.metrics import ConsumerMetrics
 from consumers.runtime.parse import Poison, parse_values
 from consumers.runtime.settings import ConsumerSettings
 from consumers.runtime.sink import Batch, Sink
+from consumers.runtime.source import Fetched, Key, Source, SourceError
 from evpipe.backoff import delay
 from evpipe.kafka import consumer_config, producer_config
 
 log = logging.getLogger("evpipe.consumer")
-
-Key = tuple[str, int]
 
 
 @dataclass
@@ -100,6 +97,7 @@ class ConsumerLoop:
         consumer_overrides: dict[str, Any] | None = None,
         low_priority_topics: Collection[str] = (),
         metrics: ConsumerMetrics | None = None,
+        source: Source | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else ConsumerMetrics()
@@ -116,7 +114,8 @@ class ConsumerLoop:
         self.stats = LoopStats()
         self._overrides = consumer_overrides or {}
         self._stop = threading.Event()
-        self._consumer: Consumer | None = None
+        self.source: Source = source if source is not None else KafkaSource(consumer_config(
+            settings, group_id, **{"session.timeout.ms": settings.consumer_session_timeout_ms}, **self._overrides))
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evpipe-writer")
         self._parsers = ThreadPoolExecutor(max_workers=settings.consumer_parse_threads,
                                            thread_name_prefix="evpipe-parser")
@@ -128,7 +127,6 @@ class ConsumerLoop:
         self._over_cap = False
         self._draining = False
         self._next_lag = 0.0
-        self._next_error_log = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -137,21 +135,14 @@ class ConsumerLoop:
         self._stop.set()
 
     def run(self) -> None:
-        config = consumer_config(
-            self.settings, self.group_id, **{"session.timeout.ms": self.settings.consumer_session_timeout_ms},
-            **self._overrides,
-        )
-        self._consumer = Consumer(config)
         try:
-            self._consumer.subscribe(
-                self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-            )
+            self.source.subscribe(self.topics, self._on_assign, self._on_revoke, self._on_lost)
             log.info("consuming %s as group %s", ",".join(self.topics), self.group_id)
             while not self._stop.is_set():
                 self._step(drain=False)
             self._shutdown()
         finally:
-            self._consumer.close()  # leaves the group: revokes (and drops) whatever is left
+            self.source.close()  # leaves the group: revokes (and drops) whatever is left
             self._parsers.shutdown(wait=True)
             self._writer.shutdown(wait=True)
             self._dead.close()
@@ -180,12 +171,10 @@ class ConsumerLoop:
     # -- one iteration ---------------------------------------------------------------------------
 
     def _step(self, drain: bool) -> None:
-        assert self._consumer is not None
         # Short waits while batches are in flight: each stage change (parsed, written) is picked up here.
         busy = any(job.future is not None for job in self._jobs.values())
         timeout = 0.005 if busy else 0.1
-        messages = self._consumer.consume(self.settings.consumer_poll_messages, timeout)
-        self._route(messages)
+        self._route(self.source.poll(self.settings.consumer_poll_messages, timeout))
         now = time.monotonic()
         if not drain:
             self._cut_due(now)
@@ -200,45 +189,16 @@ class ConsumerLoop:
             self._next_lag = now + self.settings.consumer_lag_interval_s
             self._refresh_lag()
 
-    def _route(self, messages: list[Message]) -> None:
-        # C-level passes over the batch (map/groupby on method descriptors): the consuming thread
-        # does almost no Python work per message, which is what keeps it near the raw consume rate.
-        if not messages:
-            return
-        if any(map(Message.error, messages)):
-            for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    self._consume_error(err)
-            messages = [m for m in messages if m.error() is None]
-        topics = set(map(Message.topic, messages))
-        for topic in topics:
-            of_topic = messages if len(topics) == 1 else [m for m in messages if m.topic() == topic]
-            # librdkafka hands out fetched runs per partition; regroup in case runs interleave
-            groups: dict[int, list[Message]] = {}
-            # The stubs type topic/partition/offset/value as optional; for a message without
-            # an error, librdkafka always sets them.
-            for partition, run in itertools.groupby(of_topic, Message.partition):
-                groups.setdefault(partition, []).extend(run)  # type: ignore[arg-type]
-            for partition, group in groups.items():
-                buf = self._buffers.get((topic, partition))  # type: ignore[arg-type]
-                if buf is None:
-                    continue  # revoked while the message was queued: its new owner reads it
-                added = buf.extend(list(map(Message.offset, group)),  # type: ignore[arg-type]
-                                   list(map(Message.value, group)))  # type: ignore[arg-type]
-                if added:
-                    self.metrics.messages.labels(topic).inc(added)
-                    self.stats.consumed += added
-
-    def _consume_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
-            return
-        if err.fatal():
-            raise KafkaException(err)
-        now = time.monotonic()
-        if now >= self._next_error_log:  # transient errors repeat every poll; log them sparingly
-            self._next_error_log = now + 10
-            log.warning("consumer error (librdkafka retries): %s", err)
+    def _route(self, fetched: list[Fetched]) -> None:
+        """Append each partition's run to its buffer (one C-level extend per run, not per message)."""
+        for run in fetched:
+            buf = self._buffers.get((run.topic, run.partition))
+            if buf is None:
+                continue  # revoked while the message was queued: its new owner reads it
+            added = buf.extend(run.offsets, run.values)
+            if added:
+                self.metrics.messages.labels(run.topic).inc(added)
+                self.stats.consumed += added
 
     # -- cutting batches -------------------------------------------------------------------------
 
@@ -347,13 +307,10 @@ class ConsumerLoop:
 
     def _commit(self, done: list[tuple[Key, Job]]) -> None:
         """One synchronous commit for every batch written since the last step."""
-        assert self._consumer is not None
         batches = [job.batch for _, job in done if job.batch is not None]
         try:
-            self._consumer.commit(
-                offsets=[TopicPartition(b.topic, b.partition, b.last_offset + 1) for b in batches], asynchronous=False
-            )
-        except KafkaException as exc:
+            self.source.commit({(b.topic, b.partition): b.last_offset + 1 for b in batches})
+        except SourceError as exc:
             for key, job in done:
                 self._failed(key, job, exc)
             return
@@ -411,7 +368,6 @@ class ConsumerLoop:
 
     def _sync_pauses(self) -> None:
         """Pause partitions whose batch is failing, or all (but those awaiting a begun batch's end) over the cap."""
-        assert self._consumer is not None
         wanted = {key for key, job in self._jobs.items() if job.attempts > 0} | set(self._pending_backoff)
         if self._draining:
             wanted = set(self._buffers)
@@ -423,10 +379,9 @@ class ConsumerLoop:
         wanted &= set(self._buffers)
         pause, resume = wanted - self._paused, self._paused - wanted
         if pause:
-            self._consumer.pause([TopicPartition(t, p) for t, p in pause])
+            self.source.pause(pause)
         if resume:
-            # librdkafka resumes fetching at the last offset handed to us + 1; the buffer drops re-deliveries.
-            self._consumer.resume([TopicPartition(t, p) for t, p in resume])
+            self.source.resume(resume)  # from the last offset handed out + 1; the buffer drops re-deliveries
         self._paused = wanted
         self.metrics.paused.set(len(wanted))
 
@@ -436,62 +391,60 @@ class ConsumerLoop:
         Uses the high watermarks librdkafka caches from fetch responses, so the
         check costs no broker round trip.
         """
-        assert self._consumer is not None
         limit = self.settings.consumer_low_priority_max_live_lag
         if limit <= 0:
             return False
-        live = [TopicPartition(t, p) for t, p in self._buffers if t not in self.low_priority]
+        live = [key for key in self._buffers if key[0] not in self.low_priority]
         if not live:
             return False
         backlog = 0
-        for tp in self._consumer.position(live):
-            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and high >= 0:
-                backlog += max(0, high - tp.offset)
+        for key, position in self.source.positions(live).items():
+            _low, high = self.source.watermarks(key, cached=True)
+            if position >= 0 and high >= 0:
+                backlog += max(0, high - position)
         backlog += sum(len(buf) for key, buf in self._buffers.items() if key[0] not in self.low_priority)
         self.metrics.live_backlog.set(backlog)
         return backlog > (limit // 2 if self._hold_low_priority else limit)
 
     # -- rebalancing -----------------------------------------------------------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            # setdefault: never drop a live buffer; librdkafka's re-deliveries are filtered by offset
-            self._buffers.setdefault((tp.topic, tp.partition), PartitionBuffer(tp.topic, tp.partition))
+    def _on_assign(self, partitions: list[Key]) -> None:
+        for key in partitions:
+            # setdefault: never drop a live buffer; re-deliveries are filtered by offset
+            self._buffers.setdefault(key, PartitionBuffer(*key))
         self.stats.assigned = set(self._buffers)
         self.metrics.assigned.set(len(self._buffers))
         log.info("assigned %s", _names(partitions))
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._unpause(consumer, partitions)
+    def _on_revoke(self, partitions: list[Key]) -> None:
+        self._unpause(partitions)
         self._drop(partitions)
         log.info("revoked %s", _names(partitions))
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, partitions: list[Key]) -> None:
         # A lost partition can come straight back to us; librdkafka keeps its pause flag
         # across the loss, so without this it would be re-assigned paused and never fetched.
-        self._unpause(consumer, partitions)
+        self._unpause(partitions)
         self._drop(partitions)
         log.warning("lost %s (session expired): dropped their buffers", _names(partitions))
 
-    def _unpause(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Clear librdkafka's pause flag on partitions we are giving up, so a re-assignment starts fetching."""
-        paused = [tp for tp in partitions if (tp.topic, tp.partition) in self._paused]
+    def _unpause(self, partitions: list[Key]) -> None:
+        """Clear the source's pause flag on partitions we are giving up, so a re-assignment starts fetching."""
+        paused = [key for key in partitions if key in self._paused]
         if paused:
             try:
-                consumer.resume(paused)
-            except KafkaException as exc:  # never fail a rebalance callback over it
+                self.source.resume(paused)
+            except SourceError as exc:  # never fail a rebalance callback over it
                 log.warning("could not resume %s on giving them up: %s", _names(paused), exc)
 
-    def _drop(self, partitions: list[TopicPartition]) -> None:
+    def _drop(self, partitions: list[Key]) -> None:
         """Forget revoked partitions: their buffers and unfinished batches are never committed by us.
 
         A batch the writer thread is still writing is waited for first: the
         partition's next owner re-forms it from the sink's record and must not
         race our write of it.
         """
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
+        for key in partitions:
             self._buffers.pop(key, None)
             job = self._jobs.pop(key, None)
             if job is not None and job.future is not None:
@@ -501,26 +454,24 @@ class ConsumerLoop:
                     log.warning("%s: in-flight write at revocation did not succeed: %r", job.identity, exc)
             self._pending_backoff.pop(key, None)
             self._paused.discard(key)
-            self.metrics.forget_partition(tp.topic, tp.partition)
+            self.metrics.forget_partition(*key)
         self.stats.assigned = set(self._buffers)
         self.metrics.assigned.set(len(self._buffers))
 
     # -- lag ---------------------------------------------------------------------------------------
 
     def _refresh_lag(self) -> None:
-        assert self._consumer is not None
-        tps = [TopicPartition(t, p) for t, p in self._buffers]
-        if not tps:
+        keys = list(self._buffers)
+        if not keys:
             return
         try:
-            committed = self._consumer.committed(tps, timeout=5)
-            for tp in committed:
-                low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                position = tp.offset if tp.offset >= 0 else low
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
-        except KafkaException as exc:
+            for (topic, partition), offset in self.source.committed(keys).items():
+                low, high = self.source.watermarks((topic, partition), cached=False)
+                position = offset if offset >= 0 else low
+                self.metrics.lag.labels(topic, str(partition)).set(max(0, high - position))
+        except SourceError as exc:
             log.debug("lag refresh failed: %s", exc)
 
 
-def _names(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
+def _names(partitions: list[Key]) -> str:
+    return ", ".join(f"{topic}[{partition}]" for topic, partition in partitions) or "nothing"

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -14,6 +11,7 @@ from consumers.runtime import ConsumerLoop, ConsumerSettings
 from consumers.runtime.memory import MemorySink
 from tests.providers import Service, unique_name
 from tests.runtime.events import committed, create_topic, events, produce, read_all
+from tests.runtime.loops import running, wait_for
 
 
 def settings(kafka: Service, dlq: str, **overrides: object) -> ConsumerSettings:
@@ -24,34 +22,6 @@ def settings(kafka: Service, dlq: str, **overrides: object) -> ConsumerSettings:
     }
     values.update(overrides)
     return ConsumerSettings(**values)  # type: ignore[arg-type]
-
-
-@contextmanager
-def running(loop: ConsumerLoop) -> Iterator[ConsumerLoop]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            loop.run()
-        except BaseException as exc:  # surfaced in the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield loop
-    finally:
-        loop.stop()
-        thread.join(60)
-        assert not thread.is_alive(), "loop did not stop"
-        assert not errors, errors
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
 
 
 def test_consumes_every_event_once_and_dead_letters_poison(kafka: Service, topic: str) -> None:

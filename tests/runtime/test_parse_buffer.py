@@ -102,14 +102,11 @@ def test_pending_end_overrides_policy() -> None:
     assert buf.pending_end is None and buf.offsets == [7, 8]
 
 
-def test_route_groups_by_partition_and_skips_errors_and_revoked() -> None:
+def test_kafka_source_groups_by_partition_and_skips_errors() -> None:
     from confluent_kafka import KafkaError, Message
 
-    from consumers.runtime import ConsumerLoop, ConsumerSettings
-    from consumers.runtime.memory import MemorySink
+    from consumers.runtime.kafka_source import KafkaSource, group_messages
 
-    loop = ConsumerLoop(ConsumerSettings(), MemorySink(), "g", ["t"])
-    loop._buffers = {("t", 0): PartitionBuffer("t", 0), ("t", 1): PartitionBuffer("t", 1)}
     messages = [
         Message(topic="t", partition=0, offset=0, value=b"a"),
         Message(topic="t", partition=1, offset=7, value=b"b"),
@@ -118,7 +115,28 @@ def test_route_groups_by_partition_and_skips_errors_and_revoked() -> None:
         Message(topic="t", partition=2, offset=3, value=b"revoked"),
         Message(topic="u", partition=0, offset=9, value=b"other topic, not assigned"),
     ]
-    loop._route(messages)
+
+    class Consumer:
+        def consume(self, _n: int, _timeout: float) -> list[Message]:
+            return messages
+
+    source = KafkaSource({})
+    source._consumer = Consumer()  # type: ignore[assignment]
+    runs = {(r.topic, r.partition): (r.offsets, r.values) for r in source.poll(10, 0)}
+    assert runs == {("t", 0): ([0, 1], [b"a", b"c"]), ("t", 1): ([7], [b"b"]), ("t", 2): ([3], [b"revoked"]),
+                    ("u", 0): ([9], [b"other topic, not assigned"])}
+    assert group_messages([]) == []
+
+
+def test_route_skips_revoked_partitions() -> None:
+    from consumers.runtime import ConsumerLoop, ConsumerSettings
+    from consumers.runtime.memory import MemorySink
+    from consumers.runtime.source import Fetched
+
+    loop = ConsumerLoop(ConsumerSettings(), MemorySink(), "g", ["t"])
+    loop._buffers = {("t", 0): PartitionBuffer("t", 0), ("t", 1): PartitionBuffer("t", 1)}
+    loop._route([Fetched("t", 0, [0, 1], [b"a", b"c"]), Fetched("t", 1, [7], [b"b"]),
+                 Fetched("t", 2, [3], [b"revoked"]), Fetched("u", 0, [9], [b"other topic, not assigned"])])
     assert loop._buffers[("t", 0)].offsets == [0, 1] and loop._buffers[("t", 0)].values == [b"a", b"c"]
     assert loop._buffers[("t", 1)].offsets == [7]
     assert loop.stats.consumed == 3

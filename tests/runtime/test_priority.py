@@ -2,68 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from confluent_kafka import TopicPartition
-
 from consumers.runtime import ConsumerLoop, ConsumerSettings
 from consumers.runtime.buffer import PartitionBuffer
 from consumers.runtime.memory import MemorySink
+from consumers.runtime.memory_source import MemorySource
 from tests.providers import Service, unique_name
 from tests.runtime.events import create_topic, events, produce
-from tests.runtime.test_loop import running, settings, wait_for
+from tests.runtime.loops import running, wait_for
+from tests.runtime.test_loop import settings
 
 
-@dataclass
-class FakeConsumer:
-    """Positions and cached high watermarks, as librdkafka reports them."""
-
-    positions: dict[tuple[str, int], int]
-    highs: dict[tuple[str, int], int]
-    paused: set[tuple[str, int]] = field(default_factory=set)
-
-    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
-        return [TopicPartition(tp.topic, tp.partition, self.positions[(tp.topic, tp.partition)]) for tp in tps]
-
-    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
-        assert cached, "the priority check must not cost a broker round trip"
-        return 0, self.highs[(tp.topic, tp.partition)]
-
-    def pause(self, tps: list[TopicPartition]) -> None:
-        self.paused |= {(tp.topic, tp.partition) for tp in tps}
-
-    def resume(self, tps: list[TopicPartition]) -> None:
-        self.paused -= {(tp.topic, tp.partition) for tp in tps}
+def _source(positions: dict[tuple[str, int], int], highs: dict[tuple[str, int], int]) -> MemorySource:
+    """Fetch positions and high watermarks, as librdkafka reports them."""
+    source = MemorySource()
+    for (topic, partition), high in highs.items():
+        source.create_topic(topic, partition + 1)
+        source.produce(topic, partition, [b"x"] * high)
+    source.fetch_positions = dict(positions)
+    return source
 
 
-def _loop_with(consumer: FakeConsumer, limit: int) -> ConsumerLoop:
+def _loop_with(source: MemorySource, limit: int) -> ConsumerLoop:
     loop = ConsumerLoop(ConsumerSettings(consumer_low_priority_max_live_lag=limit), MemorySink(), "g",
-                        ["live", "replay"], low_priority_topics=["replay"])
-    loop._consumer = consumer  # type: ignore[assignment]
-    for key in consumer.positions:
+                        ["live", "replay"], low_priority_topics=["replay"], source=source)
+    for key in source.fetch_positions:
         loop._buffers[key] = PartitionBuffer(*key)
     return loop
 
 
 def test_replay_pauses_while_live_is_behind_and_resumes_when_caught_up() -> None:
-    consumer = FakeConsumer(positions={("live", 0): 100, ("live", 1): 100, ("replay", 0): 0},
-                            highs={("live", 0): 700, ("live", 1): 600, ("replay", 0): 10_000})
+    consumer = _source(positions={("live", 0): 100, ("live", 1): 100, ("replay", 0): 0},
+                       highs={("live", 0): 700, ("live", 1): 600, ("replay", 0): 10_000})
     loop = _loop_with(consumer, limit=1000)
     assert loop._live_lag_exceeded()  # 1,100 behind > 1,000
     loop._hold_low_priority = True
     loop._sync_pauses()
     assert consumer.paused == {("replay", 0)}  # live partitions keep fetching
-    consumer.positions = {("live", 0): 390, ("live", 1): 390, ("replay", 0): 0}
+    consumer.fetch_positions = {("live", 0): 390, ("live", 1): 390, ("replay", 0): 0}
     assert loop._live_lag_exceeded()  # 520 behind: still held until under half the limit (hysteresis)
-    consumer.positions = {("live", 0): 650, ("live", 1): 560, ("replay", 0): 0}
+    consumer.fetch_positions = {("live", 0): 650, ("live", 1): 560, ("replay", 0): 0}
     assert not loop._live_lag_exceeded()  # 90 behind
+    assert consumer.round_trips == 0, "the priority check must not cost a broker round trip"
     loop._hold_low_priority = False
     loop._sync_pauses()
     assert consumer.paused == set()
 
 
 def test_zero_limit_never_holds_the_backfill() -> None:
-    consumer = FakeConsumer(positions={("live", 0): 0, ("replay", 0): 0}, highs={("live", 0): 10**9, ("replay", 0): 5})
+    consumer = _source(positions={("live", 0): 0, ("replay", 0): 0}, highs={("live", 0): 10**5, ("replay", 0): 5})
     assert not _loop_with(consumer, limit=0)._live_lag_exceeded()
 
 
@@ -85,10 +71,10 @@ def test_live_and_backfill_both_arrive_in_full(kafka: Service, topic: str) -> No
 
 def test_a_lost_partition_is_unpaused_so_a_reassignment_fetches_it() -> None:
     """A partition paused by a failing batch, then lost with the session, must not come back paused."""
-    consumer = FakeConsumer(positions={("live", 0): 0, ("live", 1): 0}, highs={("live", 0): 0, ("live", 1): 0})
+    consumer = _source(positions={("live", 0): 0, ("live", 1): 0}, highs={("live", 0): 0, ("live", 1): 0})
     loop = _loop_with(consumer, limit=0)
-    consumer.pause([TopicPartition("live", 0)])
+    consumer.pause([("live", 0)])
     loop._paused = {("live", 0)}
-    loop._on_lost(consumer, [TopicPartition("live", 0), TopicPartition("live", 1)])  # type: ignore[arg-type]
+    loop._on_lost([("live", 0), ("live", 1)])
     assert consumer.paused == set()
     assert loop._paused == set() and loop._buffers == {}
