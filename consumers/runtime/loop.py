@@ -1,24 +1,25 @@
 """The consumer loop: consume, buffer per partition, cut batches, write them to a sink, commit.
 
-The main thread owns all state (rebalance callbacks run inside ``consume``)
-and does the consuming, cutting and committing; a batch is parsed on a small
-parser pool, then dead-lettered and written on the one writer thread that
-makes every sink call (pyarrow and I/O release the GIL), so fetching,
-parsing and writing overlap. The order for one partition is strictly
-sequential: a batch is cut only after the previous one of that partition was
-written *and* committed, which is what lets ``Sink.pending_end`` re-form a
-begun batch exactly after a crash (see ``consumers/runtime/sink.py``). A
-revoked partition's batch that is being written is waited for before the
-revocation completes, so its next owner never races it.
+Per batch, each step in its own module::
 
-Per batch::
+    source.poll (source.py) -> buffer, cut (batching.py)
+        -> parse (vectorised; poison isolated) -> dead letters produced + flushed -> sink.begin + sink.write
+           (stages.py: parser pool, then the one writer thread)
+        -> commit(last + 1, synchronous) (commit.py)
 
-    cut -> parse (vectorised; poison isolated) -> dead letters produced + flushed
-        -> sink.begin -> sink.write -> commit(last + 1, synchronous)
+The main thread owns all state (rebalance callbacks run inside ``poll``) and
+does the consuming, cutting and committing; parsing and writing run on their
+threads, so fetching, parsing and writing overlap. The order for one
+partition is strictly sequential: a batch is cut only after the previous one
+of that partition was written *and* committed, which is what lets
+``Sink.pending_end`` re-form a begun batch exactly after a crash (see
+``sink.py``). A revoked partition's batch that is being written is waited for
+before the revocation completes, so its next owner never races it.
 
-A failure anywhere before the commit pauses the partition and retries the same
-batch with capped exponential backoff; the loop keeps calling ``consume`` so the
-group membership stays alive, and resumes the partition once the batch is in.
+A failure anywhere before the commit pauses the partition (pausing.py) and
+retries the same batch with capped exponential backoff; the loop keeps
+polling so the group membership stays alive, and resumes the partition once
+the batch is in.
 """
 
 from __future__ import annotations
@@ -27,47 +28,23 @@ import logging
 import threading
 import time
 from collections.abc import Collection
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.runtime.buffer import Cut, FlushPolicy, PartitionBuffer
+from consumers.runtime.batching import Batching
+from consumers.runtime.buffer import FlushPolicy
+from consumers.runtime.commit import CommitPolicy, RetryPolicy
 from consumers.runtime.deadletter import DeadLetters
 from consumers.runtime.kafka_source import KafkaSource
 from consumers.runtime.metrics import ConsumerMetrics
-from consumers.runtime.parse import Poison, parse_values
+from consumers.runtime.pausing import Pauses
 from consumers.runtime.settings import ConsumerSettings
-from consumers.runtime.sink import Batch, Sink
-from consumers.runtime.source import Fetched, Key, Source, SourceError
-from evpipe.backoff import delay
+from consumers.runtime.sink import Sink
+from consumers.runtime.source import Key, Source, SourceError
+from consumers.runtime.stages import DeadLetterSink, Job, Stages
 from evpipe.kafka import consumer_config, producer_config
 
 log = logging.getLogger("evpipe.consumer")
-
-
-@dataclass
-class Job:
-    """A cut batch on its way into the sink; retried until written and committed, or revoked."""
-
-    cut: Cut
-    batch: Batch | None = None  # set by the writer thread once parsed
-    poison: list[Poison] = field(default_factory=list)
-    dead_lettered: bool = False
-    written: bool = False
-    attempts: int = 0
-    next_try: float = 0.0
-    last_error: str = ""
-    future: Future[None] | None = None
-
-    @property
-    def identity(self) -> str:
-        return f"{self.cut.topic}:{self.cut.partition}:{self.cut.first_offset}-{self.cut.last_offset}"
-
-
-@dataclass
-class _Backoff:
-    until: float = 0.0
-    attempts: int = 0
 
 
 @dataclass
@@ -98,32 +75,30 @@ class ConsumerLoop:
         low_priority_topics: Collection[str] = (),
         metrics: ConsumerMetrics | None = None,
         source: Source | None = None,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics if metrics is not None else ConsumerMetrics()
         self.sink = sink
         self.group_id = group_id
         self.topics = topics
-        # Backfill lane: these topics are only fetched while the live ones are caught up.
-        self.low_priority = frozenset(low_priority_topics) & set(topics)
-        self._hold_low_priority = False
-        self._next_priority_check = 0.0
-        self.policy = FlushPolicy(
-            settings.consumer_batch_max_messages, settings.consumer_batch_max_bytes, settings.consumer_batch_max_age_s
-        )
+        self.metrics = metrics if metrics is not None else ConsumerMetrics()
         self.stats = LoopStats()
-        self._overrides = consumer_overrides or {}
-        self._stop = threading.Event()
         self.source: Source = source if source is not None else KafkaSource(consumer_config(
-            settings, group_id, **{"session.timeout.ms": settings.consumer_session_timeout_ms}, **self._overrides))
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evpipe-writer")
-        self._parsers = ThreadPoolExecutor(max_workers=settings.consumer_parse_threads,
-                                           thread_name_prefix="evpipe-parser")
-        self._dead = DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
-        self._buffers: dict[Key, PartitionBuffer] = {}
+            settings, group_id, **{"session.timeout.ms": settings.consumer_session_timeout_ms},
+            **(consumer_overrides or {})))
+        if dead_letters is None:
+            dead_letters = DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
+        retry = RetryPolicy(settings.consumer_retry_initial_s, settings.consumer_retry_max_s)
+        self.stages = Stages(sink, dead_letters, self.metrics, settings.consumer_parse_threads)
+        self.commits = CommitPolicy(self.source, retry, self.metrics)
+        policy = FlushPolicy(settings.consumer_batch_max_messages, settings.consumer_batch_max_bytes,
+                             settings.consumer_batch_max_age_s)
+        self.batching = Batching(policy, self.stages, retry, self._asking_failed)
+        # Backfill lane: these topics are only fetched while the live ones are caught up.
+        self.pauses = Pauses(self.source, frozenset(low_priority_topics) & set(topics),
+                             settings.consumer_low_priority_max_live_lag, self.metrics)
         self._jobs: dict[Key, Job] = {}
-        self._pending_backoff: dict[Key, _Backoff] = {}
-        self._paused: set[Key] = set()
+        self._stop = threading.Event()
         self._over_cap = False
         self._draining = False
         self._next_lag = 0.0
@@ -143,25 +118,21 @@ class ConsumerLoop:
             self._shutdown()
         finally:
             self.source.close()  # leaves the group: revokes (and drops) whatever is left
-            self._parsers.shutdown(wait=True)
-            self._writer.shutdown(wait=True)
-            self._dead.close()
+            self.stages.close()
             self.metrics.assigned.set(0)
 
     def _shutdown(self) -> None:
         """Stop fetching, cut everything that may be cut, write and commit it, within the shutdown timeout."""
-        self._draining = True  # _sync_pauses now pauses every partition: no new messages
+        self._draining = True  # every partition is paused now: no new messages
         deadline = time.monotonic() + self.settings.consumer_shutdown_timeout_s
         while time.monotonic() < deadline:
             now = time.monotonic()
             asking = False
-            for key, buf in list(self._buffers.items()):
-                if key in self._jobs or not len(buf):
-                    continue
-                if not self._check_pending(key, buf, now):
+            for key, buf in self.batching.waiting(self._jobs):
+                if not self.batching.ready(key, buf, now):
                     asking = True
                 elif buf.can_force():
-                    self._jobs[key] = self._new_job(buf)
+                    self._start(key, now)
             if not self._jobs and not asking:
                 return
             self._step(drain=True)
@@ -173,181 +144,75 @@ class ConsumerLoop:
     def _step(self, drain: bool) -> None:
         # Short waits while batches are in flight: each stage change (parsed, written) is picked up here.
         busy = any(job.future is not None for job in self._jobs.values())
-        timeout = 0.005 if busy else 0.1
-        self._route(self.source.poll(self.settings.consumer_poll_messages, timeout))
+        fetched = self.source.poll(self.settings.consumer_poll_messages, 0.005 if busy else 0.1)
+        for topic, added in self.batching.route(fetched):
+            self.metrics.messages.labels(topic).inc(added)
+            self.stats.consumed += added
         now = time.monotonic()
         if not drain:
-            self._cut_due(now)
+            for key in self.batching.due(self._jobs, now):
+                self._start(key, now)
         self._run_jobs(now)
         if not drain:
             self._enforce_cap()
-        if self.low_priority and now >= self._next_priority_check:
-            self._next_priority_check = now + 0.5
-            self._hold_low_priority = self._live_lag_exceeded()
+        self.pauses.check_lanes(self.batching.buffers, now)
         self._sync_pauses()
         if now >= self._next_lag:
             self._next_lag = now + self.settings.consumer_lag_interval_s
             self._refresh_lag()
 
-    def _route(self, fetched: list[Fetched]) -> None:
-        """Append each partition's run to its buffer (one C-level extend per run, not per message)."""
-        for run in fetched:
-            buf = self._buffers.get((run.topic, run.partition))
-            if buf is None:
-                continue  # revoked while the message was queued: its new owner reads it
-            added = buf.extend(run.offsets, run.values)
-            if added:
-                self.metrics.messages.labels(run.topic).inc(added)
-                self.stats.consumed += added
-
-    # -- cutting batches -------------------------------------------------------------------------
-
-    def _cut_due(self, now: float) -> None:
-        for key, buf in list(self._buffers.items()):
-            if key in self._jobs or not len(buf):
-                continue
-            if self._check_pending(key, buf, now) and buf.due(self.policy, now):
-                self._jobs[key] = self._new_job(buf)
-
-    def _check_pending(self, key: Key, buf: PartitionBuffer, now: float) -> bool:
-        """Whether the sink was asked if a batch starting at the buffer's first offset was begun before.
-
-        Asked once per batch start, on the writer thread like every sink call
-        (a sink sees one thread), so it answers on a later step.
-        """
-        if buf.pending_checked:
-            return True
-        if not len(buf):
-            return False
-        future = buf.pending_future
-        if future is None:
-            backoff = self._pending_backoff.get(key)
-            if backoff is None or now >= backoff.until:
-                buf.pending_future = self._writer.submit(self.sink.pending_end, key[0], key[1], buf.first_offset)
-            return False
-        if not future.done():
-            return False
-        buf.pending_future = None
-        try:
-            buf.pending_end = future.result()
-        except Exception as exc:  # noqa: BLE001 (deliberate: reported, never swallowed silently)
-            backoff = self._pending_backoff.setdefault(key, _Backoff())
-            backoff.attempts += 1
-            backoff.until = now + self._delay(backoff.attempts)
-            self.metrics.write_errors.labels(key[0]).inc()
-            self.stats.write_errors += 1
-            log.warning("%s[%d]: cannot read the begun-batch record (retrying): %s", key[0], key[1], exc)
-            return False
-        self._pending_backoff.pop(key, None)
-        buf.pending_checked = True
-        if buf.pending_end is not None:
-            log.info("%s[%d]: re-forming begun batch %d-%d", key[0], key[1], buf.first_offset, buf.pending_end)
-        return True
-
-    def _new_job(self, buf: PartitionBuffer) -> Job:
-        job = Job(buf.cut(self.policy))
-        self._submit(job)
-        buf.pending_checked = False  # the next batch starts elsewhere: ask the sink again
-        self._check_pending((buf.topic, buf.partition), buf, time.monotonic())  # asked while this one is written
+    def _start(self, key: Key, now: float) -> Job:
+        job = self._jobs[key] = Job(self.batching.cut(key, now))
+        self.stages.advance(job)
         return job
 
-    # -- writing and committing ------------------------------------------------------------------
-
     def _run_jobs(self, now: float) -> None:
-        done: list[tuple[Key, Job]] = []
+        """Move every job on: next stage when its step is done, a retry when its backoff is over, the commit."""
+        written: list[tuple[Key, Job]] = []
         for key, job in list(self._jobs.items()):
             if job.future is not None:
-                if job.future.done():
-                    error = job.future.exception()
-                    job.future = None
-                    if error is not None:
-                        self._failed(key, job, error)  # type: ignore[arg-type]  # stages raise Exceptions
-                    elif job.written:
-                        done.append((key, job))
-                    else:
-                        self._submit(job)  # parsed: on to the writer
+                if not job.future.done():
+                    continue
+                error = job.future.exception()
+                job.future = None
+                if error is not None:
+                    self._failed(job, error)
+                elif job.written:
+                    written.append((key, job))
+                else:
+                    self.stages.advance(job)  # parsed: on to the writer
             elif job.next_try <= now:
                 if job.written:
-                    done.append((key, job))  # only the commit failed: do not write again
+                    written.append((key, job))  # only the commit failed: do not write again
                 else:
-                    self._submit(job)
-        if done:
-            self._commit(done)
-
-    def _submit(self, job: Job) -> None:
-        """Next stage of a job: parse on the parser pool, then dead letters and the sink on the writer thread."""
-        if job.batch is None:
-            job.future = self._parsers.submit(self._parse, job)
-        else:
-            job.future = self._writer.submit(self._write, job)
-
-    def _parse(self, job: Job) -> None:
-        """Parser pool: vectorised parse of the batch's values (pyarrow releases the GIL)."""
-        cut = job.cut
-        parsed = parse_values(cut.offsets, cut.values)
-        job.poison = parsed.poison
-        job.dead_lettered = not parsed.poison
-        job.batch = Batch(cut.topic, cut.partition, cut.first_offset, cut.last_offset, parsed.table, cut.nbytes,
-                          parsed.offsets)
-        cut.values = []  # the table holds the data now: free the raw values while the batch is written
-
-    def _write(self, job: Job) -> None:
-        """Writer thread: dead-letter, begin, write. The only thread that calls the sink."""
-        batch = job.batch
-        assert batch is not None
-        if not job.dead_lettered:
-            self._dead.send(batch.topic, batch.partition, job.poison)
-            job.dead_lettered = True
-            self.metrics.dead_letters.labels(batch.topic).inc(len(job.poison))
-        if batch.table.num_rows:
-            with self.metrics.write_seconds.time():
-                self.sink.begin(batch)
-                self.sink.write(batch)
-        job.written = True
-
-    def _commit(self, done: list[tuple[Key, Job]]) -> None:
-        """One synchronous commit for every batch written since the last step."""
-        batches = [job.batch for _, job in done if job.batch is not None]
-        try:
-            self.source.commit({(b.topic, b.partition): b.last_offset + 1 for b in batches})
-        except SourceError as exc:
-            for key, job in done:
-                self._failed(key, job, exc)
-            return
-        for key, job in done:
-            self._committed(key, job)
+                    self.stages.advance(job)
+        if written and self.commits.commit(written):
+            for key, job in written:
+                self._committed(key, job)
+        elif written:
+            self.stats.write_errors += len(written)
 
     def _committed(self, key: Key, job: Job) -> None:
         assert job.batch is not None
-        batch = job.batch
         self._jobs.pop(key, None)
-        count = batch.last_offset - batch.first_offset + 1
-        self.metrics.batches.labels(batch.topic).inc()
-        self.metrics.rows.labels(batch.topic).inc(batch.table.num_rows)
-        self.metrics.committed.labels(batch.topic).inc(count)
         self.stats.committed_batches += 1
-        self.stats.rows += batch.table.num_rows
+        self.stats.rows += job.batch.table.num_rows
         self.stats.dead_letters += len(job.poison)
         if job.attempts:
-            log.info("%s: written after %d retries", batch.identity, job.attempts)
+            log.info("%s: written after %d retries", job.batch.identity, job.attempts)
 
-    def _failed(self, key: Key, job: Job, exc: Exception) -> None:
-        job.attempts += 1
-        job.next_try = time.monotonic() + self._delay(job.attempts)
-        job.last_error = f"{type(exc).__name__}: {exc}"
-        self.metrics.write_errors.labels(job.cut.topic).inc()
+    def _failed(self, job: Job, exc: BaseException) -> None:
         self.stats.write_errors += 1
-        stage = "commit" if job.written else "write"
-        log.warning("%s: %s failed (attempt %d, retry in %.1fs): %s", job.identity, stage, job.attempts,
-                    job.next_try - time.monotonic(), job.last_error)
+        self.commits.failed(job, exc)
 
-    def _delay(self, attempts: int) -> float:
-        return delay(self.settings.consumer_retry_initial_s, self.settings.consumer_retry_max_s, attempts)
+    def _asking_failed(self, key: Key, _exc: Exception) -> None:
+        self.metrics.write_errors.labels(key[0]).inc()
+        self.stats.write_errors += 1
 
     # -- memory bound and pausing ----------------------------------------------------------------
 
     def buffered_bytes(self) -> int:
-        return sum(b.nbytes for b in self._buffers.values()) + sum(j.cut.nbytes for j in self._jobs.values())
+        return self.batching.nbytes() + sum(j.cut.nbytes for j in self._jobs.values())
 
     def _enforce_cap(self) -> None:
         """Over the global cap: cut the largest buffers now, and pause fetching until under half of it."""
@@ -355,113 +220,61 @@ class ConsumerLoop:
         total = self.buffered_bytes()
         if total > cap:
             now = time.monotonic()
-            waiting = sum(b.nbytes for b in self._buffers.values())
-            for key, buf in sorted(self._buffers.items(), key=lambda kv: -kv[1].nbytes):
+            waiting = self.batching.nbytes()
+            for key, buf in sorted(self.batching.waiting(self._jobs), key=lambda kv: -kv[1].nbytes):
                 if waiting <= cap // 2:
                     break
-                if key in self._jobs or not self._check_pending(key, buf, now) or not buf.can_force():
-                    continue
-                job = self._jobs[key] = self._new_job(buf)
-                waiting -= job.cut.nbytes
+                if self.batching.ready(key, buf, now) and buf.can_force():
+                    waiting -= self._start(key, now).cut.nbytes
         self._over_cap = total > cap if not self._over_cap else total > cap // 2
         self.metrics.buffer_bytes.set(total)
 
     def _sync_pauses(self) -> None:
-        """Pause partitions whose batch is failing, or all (but those awaiting a begun batch's end) over the cap."""
-        wanted = {key for key, job in self._jobs.items() if job.attempts > 0} | set(self._pending_backoff)
-        if self._draining:
-            wanted = set(self._buffers)
-        if self._over_cap:
-            wanted |= {key for key, buf in self._buffers.items() if buf.pending_end is None}
-        if self._hold_low_priority:
-            wanted |= {key for key, buf in self._buffers.items()
-                       if key[0] in self.low_priority and buf.pending_end is None}
-        wanted &= set(self._buffers)
-        pause, resume = wanted - self._paused, self._paused - wanted
-        if pause:
-            self.source.pause(pause)
-        if resume:
-            self.source.resume(resume)  # from the last offset handed out + 1; the buffer drops re-deliveries
-        self._paused = wanted
-        self.metrics.paused.set(len(wanted))
-
-    def _live_lag_exceeded(self) -> bool:
-        """Whether the live topics' backlog is over the threshold (with hysteresis: resume below half).
-
-        Uses the high watermarks librdkafka caches from fetch responses, so the
-        check costs no broker round trip.
-        """
-        limit = self.settings.consumer_low_priority_max_live_lag
-        if limit <= 0:
-            return False
-        live = [key for key in self._buffers if key[0] not in self.low_priority]
-        if not live:
-            return False
-        backlog = 0
-        for key, position in self.source.positions(live).items():
-            _low, high = self.source.watermarks(key, cached=True)
-            if position >= 0 and high >= 0:
-                backlog += max(0, high - position)
-        backlog += sum(len(buf) for key, buf in self._buffers.items() if key[0] not in self.low_priority)
-        self.metrics.live_backlog.set(backlog)
-        return backlog > (limit // 2 if self._hold_low_priority else limit)
+        failing = {key for key, job in self._jobs.items() if job.attempts > 0} | set(self.batching.asking_backoff)
+        self.pauses.sync(self.batching.buffers, failing, self._draining, self._over_cap)
 
     # -- rebalancing -----------------------------------------------------------------------------
 
     def _on_assign(self, partitions: list[Key]) -> None:
-        for key in partitions:
-            # setdefault: never drop a live buffer; re-deliveries are filtered by offset
-            self._buffers.setdefault(key, PartitionBuffer(*key))
-        self.stats.assigned = set(self._buffers)
-        self.metrics.assigned.set(len(self._buffers))
+        self.batching.assign(partitions)
+        self._assigned_changed()
         log.info("assigned %s", _names(partitions))
 
     def _on_revoke(self, partitions: list[Key]) -> None:
-        self._unpause(partitions)
         self._drop(partitions)
         log.info("revoked %s", _names(partitions))
 
     def _on_lost(self, partitions: list[Key]) -> None:
-        # A lost partition can come straight back to us; librdkafka keeps its pause flag
-        # across the loss, so without this it would be re-assigned paused and never fetched.
-        self._unpause(partitions)
         self._drop(partitions)
         log.warning("lost %s (session expired): dropped their buffers", _names(partitions))
 
-    def _unpause(self, partitions: list[Key]) -> None:
-        """Clear the source's pause flag on partitions we are giving up, so a re-assignment starts fetching."""
-        paused = [key for key in partitions if key in self._paused]
-        if paused:
-            try:
-                self.source.resume(paused)
-            except SourceError as exc:  # never fail a rebalance callback over it
-                log.warning("could not resume %s on giving them up: %s", _names(paused), exc)
-
     def _drop(self, partitions: list[Key]) -> None:
-        """Forget revoked partitions: their buffers and unfinished batches are never committed by us.
+        """Forget partitions given up: their buffers and unfinished batches are never committed by us.
 
         A batch the writer thread is still writing is waited for first: the
         partition's next owner re-forms it from the sink's record and must not
         race our write of it.
         """
+        self.pauses.release(partitions)
         for key in partitions:
-            self._buffers.pop(key, None)
+            self.batching.forget(key)
             job = self._jobs.pop(key, None)
             if job is not None and job.future is not None:
                 try:
                     job.future.result(timeout=self.settings.consumer_revoke_wait_s)
                 except Exception as exc:  # noqa: BLE001 (failed or still running: not committed either way)
                     log.warning("%s: in-flight write at revocation did not succeed: %r", job.identity, exc)
-            self._pending_backoff.pop(key, None)
-            self._paused.discard(key)
             self.metrics.forget_partition(*key)
-        self.stats.assigned = set(self._buffers)
-        self.metrics.assigned.set(len(self._buffers))
+        self._assigned_changed()
+
+    def _assigned_changed(self) -> None:
+        self.stats.assigned = set(self.batching.buffers)
+        self.metrics.assigned.set(len(self.batching.buffers))
 
     # -- lag ---------------------------------------------------------------------------------------
 
     def _refresh_lag(self) -> None:
-        keys = list(self._buffers)
+        keys = list(self.batching.buffers)
         if not keys:
             return
         try:

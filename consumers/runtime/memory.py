@@ -1,4 +1,4 @@
-"""An in-memory Sink for tests: idempotent by batch identity, with injectable failures."""
+"""An in-memory Sink and dead-letter store for tests: idempotent by batch identity, with injectable failures."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from consumers.runtime.deadletter import DeadLetterError
+from consumers.runtime.parse import Poison
 from consumers.runtime.sink import Batch
 
 
@@ -44,3 +46,20 @@ class MemorySink:
         with self.lock:
             tables = [b.table for b in self.batches.values()]
         return pa.concat_tables(tables) if tables else pa.table({})
+
+
+@dataclass
+class MemoryDeadLetters:
+    """Keeps dead letters in a list; ``fail_sends`` makes the next N sends raise (the batch is retried)."""
+
+    sent: list[tuple[str, int, Poison]] = field(default_factory=list)
+    fail_sends: int = 0
+
+    def send(self, origin_topic: str, partition: int, poison: list[Poison]) -> None:
+        if self.fail_sends > 0:
+            self.fail_sends -= 1
+            raise DeadLetterError("injected dead-letter failure")
+        self.sent.extend((origin_topic, partition, item) for item in poison)
+
+    def close(self) -> None:
+        pass

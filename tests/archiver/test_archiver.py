@@ -15,9 +15,9 @@ from consumers.runtime import Batch, ConsumerLoop
 from schemas.arrow import arrow_schema, parse_ndjson
 from schemas.fields import FIELDS, Field, Kind, Origin
 from tests.archiver.helpers import archiver_env, assert_placement, read_archive, settings, with_resends
+from tests.consumers.runtime.events import create_topic, events, produce, read_all
+from tests.consumers.runtime.loops import running, wait_for
 from tests.providers import Service, unique_name
-from tests.runtime.events import create_topic, events, produce, read_all
-from tests.runtime.test_loop import running, wait_for
 
 
 def test_archives_every_event_once_in_its_hour(kafka: Service, topic: str, tmp_path: Path) -> None:

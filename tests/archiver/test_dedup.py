@@ -18,7 +18,7 @@ from consumers.archiver.store import LocalStore
 from consumers.runtime.sink import Batch
 from schemas.arrow import parse_ndjson
 from tests.archiver.helpers import read_archive, resend
-from tests.runtime.events import BASE, events
+from tests.consumers.runtime.events import BASE, events
 
 HOUR = dt.timedelta(hours=1)
 

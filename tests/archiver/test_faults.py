@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.archiver.helpers import archiver_env, assert_placement, read_archive, start_process, with_resends
+from tests.consumers.runtime.events import committed, create_topic, events, produce
 from tests.providers import Service, unique_name
-from tests.runtime.events import committed, create_topic, events, produce
 
 PARTITIONS = 4
 FULL = bool(os.environ.get("EVPIPE_FULL"))

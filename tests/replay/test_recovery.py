@@ -27,11 +27,11 @@ from evpipe.kafka import producer_config
 from evpipe.settings import KafkaSettings
 from schemas.envelope import kafka_key
 from tests.archiver.helpers import archiver_env, read_archive, settings
+from tests.consumers.runtime.events import create_topic, produce
+from tests.consumers.runtime.loops import running, wait_for
 from tests.loader.events import BASE, event, messages
 from tests.loader.harness import LoaderProcess, Target, loader_env
 from tests.providers import Service, unique_name
-from tests.runtime.events import create_topic, produce
-from tests.runtime.test_loop import running, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The consumer loop against a real broker with the in-memory sink."""
+"""The consumer loop against a real broker with the in-memory sink (slow: the broker; see test_loop_memory.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import pytest
 
 from consumers.runtime import ConsumerLoop, ConsumerSettings
 from consumers.runtime.memory import MemorySink
+from tests.consumers.runtime.events import committed, create_topic, events, produce, read_all
+from tests.consumers.runtime.loops import running, wait_for
 from tests.providers import Service, unique_name
-from tests.runtime.events import committed, create_topic, events, produce, read_all
-from tests.runtime.loops import running, wait_for
+
+pytestmark = pytest.mark.slow  # every test here starts or uses the real broker
 
 
 def settings(kafka: Service, dlq: str, **overrides: object) -> ConsumerSettings:
@@ -86,7 +88,6 @@ def test_stop_flushes_what_is_buffered(kafka: Service, topic: str) -> None:
     assert sum(committed(kafka.url, group, topic, 2).values()) == 500
 
 
-@pytest.mark.slow
 def test_buffer_cap_bounds_memory(kafka: Service, topic: str) -> None:
     dlq = unique_name("dlq")
     create_topic(kafka.url, topic, 2)
@@ -106,7 +107,6 @@ def test_buffer_cap_bounds_memory(kafka: Service, topic: str) -> None:
     assert max(b.raw_bytes for b in sink.batches.values()) <= cap + 200 * 400
 
 
-@pytest.mark.slow
 def test_rebalance_between_two_members_loses_and_doubles_nothing(kafka: Service, topic: str) -> None:
     """A second member joins mid-stream (cooperative revocation of half the partitions), then leaves.
 

@@ -7,7 +7,7 @@ import pytest
 
 from consumers.runtime.buffer import FlushPolicy, PartitionBuffer
 from consumers.runtime.parse import parse_values
-from tests.runtime.events import events
+from tests.consumers.runtime.events import events
 
 POLICY = FlushPolicy(max_messages=4, max_bytes=10_000, max_age_s=60)
 
@@ -134,9 +134,12 @@ def test_route_skips_revoked_partitions() -> None:
     from consumers.runtime.source import Fetched
 
     loop = ConsumerLoop(ConsumerSettings(), MemorySink(), "g", ["t"])
-    loop._buffers = {("t", 0): PartitionBuffer("t", 0), ("t", 1): PartitionBuffer("t", 1)}
-    loop._route([Fetched("t", 0, [0, 1], [b"a", b"c"]), Fetched("t", 1, [7], [b"b"]),
-                 Fetched("t", 2, [3], [b"revoked"]), Fetched("u", 0, [9], [b"other topic, not assigned"])])
-    assert loop._buffers[("t", 0)].offsets == [0, 1] and loop._buffers[("t", 0)].values == [b"a", b"c"]
-    assert loop._buffers[("t", 1)].offsets == [7]
-    assert loop.stats.consumed == 3
+    buffers = loop.batching.buffers
+    loop.batching.assign([("t", 0), ("t", 1)])
+    added = list(loop.batching.route([
+        Fetched("t", 0, [0, 1], [b"a", b"c"]), Fetched("t", 1, [7], [b"b"]), Fetched("t", 2, [3], [b"revoked"]),
+        Fetched("u", 0, [9], [b"other topic, not assigned"]), Fetched("t", 0, [1], [b"c"]),  # a re-delivery
+    ]))
+    assert buffers[("t", 0)].offsets == [0, 1] and buffers[("t", 0)].values == [b"a", b"c"]
+    assert buffers[("t", 1)].offsets == [7]
+    assert added == [("t", 2), ("t", 1)]
