@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +89,31 @@ class Rejected:
     source_id: str
     received_at: str
     raw: RawBytes | None = None
+
+
+class Inflight:
+    """Events handed to a request-response backend (Redis, Postgres) and not yet acknowledged.
+
+    ``send`` wraps its one round trip in :meth:`within`: the count is what ``Backend.queued``
+    reports, and a round trip past the deadline becomes ``Unavailable`` (the events may still
+    land, so the client is told to resend with the same ids).
+    """
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.count = 0
+
+    @contextlib.asynccontextmanager
+    async def within(self, records: int, deadline: float) -> AsyncIterator[None]:
+        self.count += records
+        try:
+            async with asyncio.timeout(deadline):
+                yield
+        except TimeoutError:
+            raise Unavailable(f"{self.backend} did not answer within {deadline:g}s", max(1, int(deadline)),
+                              enqueued=True) from None
+        finally:
+            self.count -= records
 
 
 class Backend(Protocol):

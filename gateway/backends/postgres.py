@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from evpipe.pgstore import ensure_schema, insert_events_async
-from gateway.backends.base import Record, Rejected, Unavailable, payload_text
+from gateway.backends.base import Inflight, Record, Rejected, Unavailable, payload_text
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.postgres")
@@ -35,7 +35,7 @@ class PostgresBackend:
         self.table = settings.gateway_postgres_table
         self.size = settings.gateway_postgres_pool_size
         self._idle: asyncio.Queue[psycopg.AsyncConnection[Any] | None] = asyncio.Queue()
-        self._inflight = 0
+        self.inflight = Inflight("postgres")
 
     async def start(self) -> None:
         await asyncio.to_thread(self._ensure_schema)
@@ -50,7 +50,7 @@ class PostgresBackend:
                 "reason text NOT NULL, payload text NOT NULL)").format(invalid_table(self.table)))
 
     def queued(self) -> int:
-        return self._inflight
+        return self.inflight.count
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -72,21 +72,14 @@ class PostgresBackend:
     async def send(self, records: list[Record], rejected: list[Rejected], deadline: float) -> None:
         if not records and not rejected:
             return
-        self._inflight += len(records)
         try:
-            async with asyncio.timeout(deadline):
-                async with self._connection() as conn:
-                    if records:
-                        await insert_events_async(conn, [r.event for r in records], self.table)
-                    if rejected:
-                        await self._keep_invalid(conn, rejected)
-        except TimeoutError:
-            raise Unavailable(f"postgres did not commit within {deadline:g}s", max(1, int(deadline)),
-                              enqueued=True) from None
+            async with self.inflight.within(len(records), deadline), self._connection() as conn:
+                if records:
+                    await insert_events_async(conn, [r.event for r in records], self.table)
+                if rejected:
+                    await self._keep_invalid(conn, rejected)
         except psycopg.Error as exc:
             raise Unavailable(f"postgres error: {str(exc).strip()[:200]}", 2, enqueued=True) from None
-        finally:
-            self._inflight -= len(records)
         if rejected:
             log.warning("kept %d invalid events in %s_invalid (first: index %d: %s)", len(rejected), self.table,
                         rejected[0].index, rejected[0].reason)

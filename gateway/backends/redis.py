@@ -8,7 +8,7 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.backends.base import Record, Rejected, Unavailable, encode_invalid
+from gateway.backends.base import Inflight, Record, Rejected, Unavailable, encode_invalid
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.redis")
@@ -22,7 +22,7 @@ class RedisBackend:
         self.invalid_key = f"{settings.redis_queue_key}:invalid"
         self.max_queue = settings.gateway_redis_max_queue
         self.client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0)
-        self._inflight = 0
+        self.inflight = Inflight("redis")
 
     async def start(self) -> None:
         reason = await self.ready()
@@ -30,22 +30,16 @@ class RedisBackend:
             log.warning("redis backend not ready at start: %s", reason)
 
     def queued(self) -> int:
-        return self._inflight
+        return self.inflight.count
 
     async def send(self, records: list[Record], rejected: list[Rejected], deadline: float) -> None:
         if not records and not rejected:
             return
-        self._inflight += len(records)
         try:
-            async with asyncio.timeout(deadline):
+            async with self.inflight.within(len(records), deadline):
                 await self._push(records, rejected)
-        except TimeoutError:
-            raise Unavailable(f"redis did not answer within {deadline:g}s", max(1, int(deadline)),
-                              enqueued=True) from None
         except RedisError as exc:
             raise Unavailable(f"redis error: {exc}", 2, enqueued=True) from None
-        finally:
-            self._inflight -= len(records)
         if rejected:
             log.warning("kept %d invalid events in %s (first: index %d: %s)", len(rejected), self.invalid_key,
                         rejected[0].index, rejected[0].reason)
