@@ -57,6 +57,9 @@ def test_n_events_load_once_with_client_retries_and_a_rejected_row(
         assert target.counts() == (3000, 3000)
         rollup = target.query("SELECT sum(events) AS n FROM events_per_minute")[0]["n"]
         assert int(rollup) == 3000
+        assert loader.proc is not None
+        mapped = Path(f"/proc/{loader.proc.pid}/maps").read_text()
+        assert "chdb" not in mapped, "the loader process has the ClickHouse engine loaded"  # it is a client
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
             metrics = response.read().decode()
         assert 'evpipe_loader_rows_total{outcome="duplicate"} 200.0' in metrics
