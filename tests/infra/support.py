@@ -59,7 +59,7 @@ def render(overlay: str) -> tuple[dict[str, Any], ...]:
     """
     command = kustomize_command()
     if command is None:
-        from tests.deploy.kustomize_lite import build
+        from tests.infra.kustomize_lite import build
 
         return tuple(build(K8S / "overlays" / overlay))
     return render_with_kustomize(overlay)

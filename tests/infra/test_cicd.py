@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.support import K8S, REPO, render
+from tests.infra.support import K8S, REPO, render
 
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
 ARGOCD = REPO / "infra" / "argocd"

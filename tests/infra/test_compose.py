@@ -13,7 +13,7 @@ import yaml
 
 from evpipe.cli import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP_IMAGE = "evpipe:local"
 
 

@@ -10,7 +10,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.deploy.support import (
+from tests.infra.support import (
     NAMESPACE,
     OVERLAYS,
     by_name,
@@ -347,7 +347,7 @@ def test_everything_is_denied_unless_allowed(objects: tuple[dict[str, Any], ...]
 
 
 def test_only_the_load_balancer_and_monitoring_reach_the_gateway(objects: tuple[dict[str, Any], ...]) -> None:
-    from tests.deploy.support import subnet_cidrs
+    from tests.infra.support import subnet_cidrs
 
     public = subnet_cidrs("public")
     gateway = pod_labels(by_name(objects, "Deployment", "evpipe-gateway"))
@@ -413,7 +413,7 @@ def test_data_tier_admits_only_the_app_tier() -> None:
 def test_app_tier_egress_is_limited_to_dns_and_the_data_tier(objects: tuple[dict[str, Any], ...]) -> None:
     import ipaddress
 
-    from tests.deploy.support import subnet_cidrs
+    from tests.infra.support import subnet_cidrs
 
     data = subnet_cidrs("data")
     for workload in app_workloads(objects):
@@ -492,7 +492,7 @@ def test_gateway_probes_hit_routes_the_gateway_serves(objects: tuple[dict[str, A
 
 
 def test_gateway_termination_covers_prestop_and_drain(objects: tuple[dict[str, Any], ...]) -> None:
-    from tests.deploy.support import first, resource
+    from tests.infra.support import first, resource
 
     workload = by_name(objects, "Deployment", "evpipe-gateway")
     pod = workload["spec"]["template"]["spec"]

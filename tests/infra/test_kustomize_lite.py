@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.kustomize_lite import build
-from tests.deploy.support import K8S, OVERLAYS, kustomize_command, render_with_kustomize
+from tests.infra.kustomize_lite import build
+from tests.infra.support import K8S, OVERLAYS, kustomize_command, render_with_kustomize
 
 
 def _normalised(objects: Any) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.deploy.support import OBSERVABILITY, REPO, of_kind, render
+from tests.infra.support import OBSERVABILITY, REPO, of_kind, render
 
 ALERTS = OBSERVABILITY / "prometheus" / "alerts.yaml"
 SCRAPE = OBSERVABILITY / "prometheus" / "scrape.yaml"
@@ -191,7 +191,7 @@ def _gateway() -> str:
 
     from gateway.app import create_app
     from gateway.settings import GatewaySettings
-    from tests.deploy.test_k8s_manifests import _IdleBackend
+    from tests.infra.test_k8s_manifests import _IdleBackend
 
     with TestClient(create_app(GatewaySettings(), backend=_IdleBackend())) as client:
         response = client.get("/metrics")

@@ -9,8 +9,8 @@ import shlex
 
 import pytest
 
-from tests.deploy.support import REPO, render
-from tests.deploy.test_observability import COMPONENTS, _exported
+from tests.infra.support import REPO, render
+from tests.infra.test_observability import COMPONENTS, _exported
 
 RUNBOOK = (REPO / "docs" / "operations.md").read_text()
 

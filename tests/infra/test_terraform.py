@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.support import (
+from tests.infra.support import (
     TERRAFORM,
     first,
     known_env_vars,
@@ -214,7 +214,7 @@ def test_archiver_role_is_bound_to_the_archiver_service_account() -> None:
 
 @pytest.mark.parametrize("overlay", ["stage1", "stage3"])
 def test_network_policies_use_the_modules_subnets(overlay: str) -> None:
-    from tests.deploy.support import by_name, config_data
+    from tests.infra.support import by_name, config_data
 
     objects = render(overlay)
     public, data = subnet_cidrs("public"), subnet_cidrs("data")

@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 from consumers.archiver.settings import ArchiverSettings
 from schemas.envelope import format_timestamp
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 HIVE = ds.partitioning(pa.schema([("topic", pa.string()), ("dt", pa.string()), ("hour", pa.string())]),
                        flavor="hive")
 

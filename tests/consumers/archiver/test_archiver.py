@@ -14,7 +14,7 @@ from consumers.archiver.store import LocalStore, open_store
 from consumers.runtime import Batch, ConsumerLoop
 from schemas.arrow import arrow_schema, parse_ndjson
 from schemas.fields import FIELDS, Field, Kind, Origin
-from tests.archiver.helpers import archiver_env, assert_placement, read_archive, settings, with_resends
+from tests.consumers.archiver.helpers import archiver_env, assert_placement, read_archive, settings, with_resends
 from tests.consumers.runtime.events import create_topic, events, produce, read_all
 from tests.consumers.runtime.loops import running, wait_for
 from tests.providers import Service, unique_name

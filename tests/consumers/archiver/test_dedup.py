@@ -17,7 +17,7 @@ from consumers.archiver.sink import ParquetSink
 from consumers.archiver.store import LocalStore
 from consumers.runtime.sink import Batch
 from schemas.arrow import parse_ndjson
-from tests.archiver.helpers import read_archive, resend
+from tests.consumers.archiver.helpers import read_archive, resend
 from tests.consumers.runtime.events import BASE, events
 
 HOUR = dt.timedelta(hours=1)

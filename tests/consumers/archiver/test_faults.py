@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.archiver.helpers import archiver_env, assert_placement, read_archive, start_process, with_resends
+from tests.consumers.archiver.helpers import archiver_env, assert_placement, read_archive, start_process, with_resends
 from tests.consumers.runtime.events import committed, create_topic, events, produce
 from tests.providers import Service, unique_name
 

@@ -13,7 +13,7 @@ from consumers.archiver.sink import ParquetSink
 from consumers.archiver.store import S3Store
 from consumers.runtime import Batch, ConsumerLoop
 from schemas.arrow import parse_ndjson
-from tests.archiver.helpers import archiver_env, assert_placement, read_archive, resend, settings
+from tests.consumers.archiver.helpers import archiver_env, assert_placement, read_archive, resend, settings
 from tests.consumers.runtime.events import create_topic, events, produce
 from tests.consumers.runtime.loops import running, wait_for
 from tests.providers import Service, unique_name

@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.providers import Service
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass

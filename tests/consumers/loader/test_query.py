@@ -20,10 +20,10 @@ from consumers.loader.sink import ClickHouseSink
 from consumers.loader.tables import migrate
 from evpipe.clickhouse import connect
 from evpipe.local.daemon import free_port
-from tests.loader.events import batch, counts, event
+from tests.consumers.loader.events import batch, counts, event
 from tests.providers import Service
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EVPIPE = [sys.executable, "-m", "evpipe"]
 
 

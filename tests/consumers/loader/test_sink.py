@@ -14,7 +14,7 @@ from consumers.loader.sink import ClickHouseSink, UndeliverableRows
 from consumers.loader.tables import applied, existing_columns, migrate
 from evpipe.clickhouse import connect
 from schemas.fields import FIELDS, Field, Kind, Origin
-from tests.loader.events import batch, counts, event
+from tests.consumers.loader.events import batch, counts, event
 from tests.providers import Service
 
 

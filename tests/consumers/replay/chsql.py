@@ -1,4 +1,4 @@
-"""Run ClickHouse statements from the command line: `python -m tests.replay.chsql SQL...` (CLICKHOUSE_URL and
+"""Run ClickHouse statements from the command line: `python -m tests.consumers.replay.chsql SQL...` (CLICKHOUSE_URL and
 CLICKHOUSE_DATABASE from the environment), as an operator's drill would."""
 
 from __future__ import annotations

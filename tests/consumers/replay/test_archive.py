@@ -28,10 +28,10 @@ from evpipe.kafka import create_topics, producer_config
 from evpipe.settings import KafkaSettings
 from schemas.envelope import kafka_key
 from schemas.rows import wire_events
-from tests.loader.events import BASE, batch, event, table
+from tests.consumers.loader.events import BASE, batch, event, table
 from tests.providers import Service
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HOUR = dt.timedelta(hours=1)
 
 

@@ -26,16 +26,16 @@ from consumers.runtime.parse import Poison
 from evpipe.kafka import producer_config
 from evpipe.settings import KafkaSettings
 from schemas.envelope import kafka_key
-from tests.archiver.helpers import archiver_env, read_archive, settings
+from tests.consumers.archiver.helpers import archiver_env, read_archive, settings
 from tests.consumers.runtime.events import create_topic, produce
 from tests.consumers.runtime.loops import running, wait_for
-from tests.loader.events import BASE, event, messages
-from tests.loader.harness import LoaderProcess, Target, loader_env
+from tests.consumers.loader.events import BASE, event, messages
+from tests.consumers.loader.harness import LoaderProcess, Target, loader_env
 from tests.providers import Service, unique_name
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HOUR = dt.timedelta(hours=1)
 PARTITIONS = 2
 
@@ -106,7 +106,7 @@ def test_lost_table_backfill_replay_topic_and_offset_reset(kafka: Service, click
     assert loaded == sorted(e["event_id"] for e in events)
 
     # 1. Lost the events table: its id index goes with it, then the backfill restores the same rows.
-    chsql = subprocess.run([sys.executable, "-m", "tests.replay.chsql", "DROP TABLE events", "TRUNCATE TABLE event_ids"],
+    chsql = subprocess.run([sys.executable, "-m", "tests.consumers.replay.chsql", "DROP TABLE events", "TRUNCATE TABLE event_ids"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert chsql.returncode == 0, chsql.stderr
     assert target.counts() == (0, 0)

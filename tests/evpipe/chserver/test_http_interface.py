@@ -21,7 +21,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from tests.providers import Service, unique_name
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NODE_DIR = ROOT / ".evpipe-test" / "node-clickhouse-client"
 
 

@@ -21,7 +21,7 @@ from evpipe.clickhouse import connect
 from evpipe.local.clickhouse import LocalClickHouse
 from evpipe.local.daemon import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OLD_STATE = Path(__file__).parent / "data" / "embedded-loader-state.tar.gz"
 ANALYST = ("analyst", "secret")
 
