@@ -28,9 +28,9 @@ import psycopg
 import redis
 
 from bench.report import write_result
-from consumers import pgstore
 from consumers.worker.settings import WorkerSettings
 from consumers.worker.worker import Worker
+from evpipe import pgstore
 from schemas.envelope import Enrichment, EventValidator, now_timestamp
 
 BATCH = 5000

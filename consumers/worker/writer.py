@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 import psycopg
 
-from evpipe import pgstore
 from consumers.worker.queue import DeadLetter
+from evpipe import pgstore
 
 log = logging.getLogger(__name__)
 

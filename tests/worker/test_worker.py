@@ -11,8 +11,8 @@ import psycopg
 import pytest
 import redis
 
-from evpipe import pgstore
 from consumers.worker.writer import decode_batch, is_item_error
+from evpipe import pgstore
 from tests.providers import Service
 from tests.worker import harness
 from tests.worker.events import make_event

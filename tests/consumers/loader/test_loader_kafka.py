@@ -20,9 +20,9 @@ from evpipe.local.clickhouse import LocalClickHouse
 from evpipe.local.daemon import free_port
 from evpipe.settings import load
 from schemas.envelope import format_timestamp
-from tests.consumers.runtime.events import create_topic, produce
 from tests.consumers.loader.events import BASE, event, messages
 from tests.consumers.loader.harness import LoaderProcess, Target, loader_env, read_dead_letters
+from tests.consumers.runtime.events import create_topic, produce
 from tests.providers import Service, unique_name
 
 pytestmark = pytest.mark.slow

@@ -27,10 +27,10 @@ from evpipe.kafka import producer_config
 from evpipe.settings import KafkaSettings
 from schemas.envelope import kafka_key
 from tests.consumers.archiver.helpers import archiver_env, read_archive, settings
-from tests.consumers.runtime.events import create_topic, produce
-from tests.consumers.runtime.loops import running, wait_for
 from tests.consumers.loader.events import BASE, event, messages
 from tests.consumers.loader.harness import LoaderProcess, Target, loader_env
+from tests.consumers.runtime.events import create_topic, produce
+from tests.consumers.runtime.loops import running, wait_for
 from tests.providers import Service, unique_name
 
 pytestmark = pytest.mark.slow
