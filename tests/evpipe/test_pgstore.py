@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from evpipe import pgstore
+from tests.consumers.worker.events import make_event
 from tests.providers import Service
-from tests.worker.events import make_event
 
 
 @pytest.fixture

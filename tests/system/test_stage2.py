@@ -30,12 +30,12 @@ import pytest
 import redis
 
 from evpipe.local.daemon import free_port, port_open, terminate
+from tests.consumers.worker import harness
+from tests.consumers.worker.tcpproxy import TcpProxy
 from tests.providers import Service
 from tests.system.client import LOAD_TYPE, TrackingLoad
 from tests.system.faults import wait_for
 from tests.system.report import table
-from tests.worker import harness
-from tests.worker.tcpproxy import TcpProxy
 
 FULL = os.environ.get("EVPIPE_FULL") == "1"
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(1800 if FULL else 360)]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.consumers.worker import harness
 from tests.providers import Service
-from tests.worker import harness
 
 
 @pytest.mark.slow

@@ -16,9 +16,9 @@ import redis
 
 from consumers.worker.settings import WorkerSettings
 from consumers.worker.worker import Worker
-from tests.worker.events import make_wire
+from tests.consumers.worker.events import make_wire
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # Short timings so dead workers are noticed within a few seconds in tests.
 FAST: dict[str, Any] = {

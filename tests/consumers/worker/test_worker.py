@@ -13,9 +13,9 @@ import redis
 
 from consumers.worker.writer import decode_batch, is_item_error
 from evpipe import pgstore
+from tests.consumers.worker import harness
+from tests.consumers.worker.events import make_event
 from tests.providers import Service
-from tests.worker import harness
-from tests.worker.events import make_event
 
 
 @pytest.fixture

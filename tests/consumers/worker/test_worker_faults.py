@@ -18,9 +18,9 @@ import psycopg
 import pytest
 import redis
 
+from tests.consumers.worker import harness
+from tests.consumers.worker.tcpproxy import TcpProxy
 from tests.providers import Service
-from tests.worker import harness
-from tests.worker.tcpproxy import TcpProxy
 
 FULL = os.environ.get("EVPIPE_FULL") == "1"
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
