@@ -65,7 +65,7 @@ def _drain(settings: WorkerSettings, client: redis.Redis, wire: list[bytes]) -> 
     while client.llen(queue) or worker.queue.processing_depth():
         time.sleep(0.01)
     elapsed = time.perf_counter() - started
-    worker.stop.set()
+    worker.stop()
     thread.join(timeout=60)
     return elapsed, int(worker.metrics.inserted._value.get())
 

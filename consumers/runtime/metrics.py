@@ -62,12 +62,12 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
-def serve(registry: CollectorRegistry, port: int) -> None:
-    """Start the /metrics HTTP server for ``registry`` (port 0: disabled)."""
+def serve(registry: CollectorRegistry, port: int, setting: str = "METRICS_PORT") -> None:
+    """Start the /metrics HTTP server for ``registry`` (port 0: disabled); ``setting`` names the port's variable."""
     if not port:
         return
     try:
         start_http_server(port, registry=registry)
     except OSError as exc:
-        raise SystemExit(f"configuration error: METRICS_PORT {port}: cannot serve /metrics ({exc}); "
+        raise SystemExit(f"configuration error: {setting} {port}: cannot serve /metrics ({exc}); "
                          "pick a free port, or 0 to turn metrics off") from None

@@ -31,22 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     import redis
 
+    from consumers.runtime.metrics import process_registry, serve
+    from consumers.runtime.process import run_until_signalled
+    from consumers.worker.metrics import WorkerMetrics
     from consumers.worker.worker import Worker
     from evpipe.observability.logs import configure_process
 
     settings = load(WorkerSettings)
     configure_process(args.log_level, settings.evpipe_log_format)
-    worker = Worker(settings)
+    registry = process_registry()  # one per process, like every consumer's
+    worker = Worker(settings, WorkerMetrics(registry))
+    serve(registry, settings.worker_metrics_port, setting="WORKER_METRICS_PORT")
     try:
-        worker.metrics.serve(settings.worker_metrics_port)
-    except OSError as exc:
-        print(f"error: cannot serve /metrics on port {settings.worker_metrics_port}: {exc}\n"
-              "Set WORKER_METRICS_PORT to a free port (0 disables metrics).")
-        return 1
-    worker.install_signal_handlers()
-    try:
-        return worker.run()
+        run_until_signalled(worker)  # SIGTERM/SIGINT: finish the batches in flight, acknowledge, exit
     except redis.ConnectionError as exc:
         print(f"error: cannot reach Redis at {redact_url(settings.redis_url)}: {exc}\n"
               "Is Redis running? Set REDIS_URL to its address.")
         return 1
+    return worker.exit_code if worker.exit_code is not None else 1

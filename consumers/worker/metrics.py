@@ -1,16 +1,23 @@
-"""Prometheus metrics of one worker (its own registry, so several workers can share a process in tests)."""
+"""Prometheus metrics of the stage-2 worker (evpipe_worker_*).
+
+Nothing is registered at import: the entry point creates the process's one
+registry (``consumers.runtime.metrics.process_registry``) and serves it; tests
+that run several workers in one process give each its own.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _BATCH_BUCKETS = (1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000)
 _SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class WorkerMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    """The evpipe_worker_* metrics, registered on ``registry`` (a new one when not given)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.queue_depth = Gauge(
             "evpipe_worker_queue_depth", "Events waiting in the Redis list (the scaling signal).", registry=r)
@@ -32,7 +39,3 @@ class WorkerMetrics:
             "item: an event Postgres rejects, isolated by bisection).", ["kind"], registry=r)
         self.reclaimed = Counter(
             "evpipe_worker_reclaimed_total", "Events re-queued from dead workers' processing lists.", registry=r)
-
-    def serve(self, port: int) -> None:
-        if port:
-            start_http_server(port, registry=self.registry)

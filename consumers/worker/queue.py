@@ -58,7 +58,9 @@ MAX_SLOTS = 8  # processing slots a worker may have; reclaim looks at all of the
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class DeadItem:
+    """A queue item bound for the ``Q:dead`` list, with why (not the runtime's Kafka dead letters)."""
+
     item: bytes
     error: str
     attempts: int
@@ -108,7 +110,7 @@ class ReliableQueue:
         item: bytes | None = pipe.execute()[1]
         return item
 
-    def ack(self, slot: int, dead: list[DeadLetter]) -> None:
+    def ack(self, slot: int, dead: list[DeadItem]) -> None:
         """Drop slot ``slot`` (its batch is written) and dead-letter ``dead``, in one transaction."""
         pipe = self.client.pipeline(transaction=True)
         if dead:

@@ -9,6 +9,17 @@ Guarantees (see consumers/worker/queue.py for the Redis side):
   worker presumed dead that wakes up) hits the event_id ledger and inserts nothing;
 * Postgres failures are retried with capped exponential backoff for as long as
   they last; the batch waits in the processing list meanwhile.
+
+What it shares with the Kafka consumers (``consumers/runtime``): the process
+entry (``run_until_signalled`` calls :meth:`Worker.stop` on SIGTERM/SIGINT),
+one metrics registry per process made at the entry point, and the one backoff
+(``evpipe.backoff``). It does not run on ``ConsumerLoop``: that loop parses
+each batch into Arrow and dead-letters to Kafka (the worker writes rows built
+from the JSON and lets Postgres reject an event, retried up to
+WORKER_MAX_ATTEMPTS), it writes one batch per partition at a time on one
+writer thread (the worker keeps WORKER_WRITERS batches in flight on their own
+connections), and it exports evpipe_consumer_* partition metrics that mean
+nothing for a Redis list.
 """
 
 from __future__ import annotations
@@ -16,18 +27,16 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import signal
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from types import FrameType
 
 import redis
 
 from consumers.worker.metrics import WorkerMetrics
-from consumers.worker.queue import DeadLetter, ReliableQueue
+from consumers.worker.queue import DeadItem, ReliableQueue
 from consumers.worker.settings import WorkerSettings
 from consumers.worker.writer import BatchWriter, Entry, TransientError, decode_batch
 from evpipe import pgstore
@@ -41,13 +50,13 @@ def default_worker_id() -> str:
 
 
 @dataclass
-class Job:
-    """A collected batch: the raw items in its processing slot, decoded."""
+class SlotBatch:
+    """A collected batch: the raw items in its processing slot, decoded (not the runtime's Kafka ``Job``)."""
 
     slot: int
     items: list[bytes]
     entries: list[Entry]
-    dead: list[DeadLetter]
+    dead: list[DeadItem]
     duplicates: int
 
 
@@ -61,9 +70,10 @@ class Worker:
         slots = settings.worker_writers + 1
         self.queue = ReliableQueue(self.redis, settings.redis_queue_key, self.worker_id, slots=slots)
         self.writers = [self._new_writer() for _ in range(settings.worker_writers)]
-        self.stop = threading.Event()
+        self.exit_code: int | None = None  # set when run() returns: 0 clean, 1 events left for reclaim
+        self._stopping = threading.Event()
         self.done = threading.Event()  # run() returned: the heartbeat thread stops too
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._batches: queue.Queue[SlotBatch | None] = queue.Queue()
         self._slot_free = [threading.Event() for _ in range(slots)]
         for free in self._slot_free:
             free.set()
@@ -74,22 +84,22 @@ class Worker:
     def _new_writer(self) -> BatchWriter:
         s = self.settings
         writer = BatchWriter(s.database_url, s.worker_table, application_name=f"evpipe-worker-{self.worker_id}"[:63],
-                             max_attempts=s.worker_max_attempts, retry_delay_s=s.worker_backoff_initial_s)
+                             max_attempts=s.worker_max_attempts, retry_delay_s=s.worker_backoff_initial_s,
+                             retry_cap_s=s.worker_backoff_max_s)
         writer.on_item_failure = lambda: self.metrics.failures.labels("item").inc()
         return writer
 
     # ------------------------------------------------------------------ lifecycle
 
-    def install_signal_handlers(self) -> None:
-        def handle(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %s: finishing the current batch, then stopping", signal.Signals(signum).name)
-            self.stop.set()
+    def stop(self) -> None:
+        """Finish the batches in flight, acknowledge them and return from :meth:`run` (safe from any thread)."""
+        self._stopping.set()
 
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+    def run(self) -> None:
+        """Run until :meth:`stop`; then ``exit_code`` is the process's exit code."""
+        self.exit_code = self._run()
 
-    def run(self) -> int:
-        """Run until stopped; returns the process exit code."""
+    def _run(self) -> int:
         self._heartbeat_once()
         self._reclaim()
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
@@ -128,17 +138,17 @@ class Worker:
             thread.start()
         slot = 0
         try:
-            while not self.stop.is_set():
+            while not self._stopping.is_set():
                 if not self._wait_slot(slot):
                     break
                 batch = self._collect_retrying(slot)
                 if batch:
                     self._slot_free[slot].clear()
-                    self._jobs.put(Job(slot, batch, *decode_batch(batch)))
+                    self._batches.put(SlotBatch(slot, batch, *decode_batch(batch)))
                     slot = (slot + 1) % len(self._slot_free)
         finally:
             for _ in threads:
-                self._jobs.put(None)
+                self._batches.put(None)
             for thread in threads:
                 thread.join()
         return not self._writer_failed.is_set()
@@ -153,17 +163,17 @@ class Worker:
     # ------------------------------------------------------------------ batches
 
     def _collect_retrying(self, slot: int) -> list[bytes]:
-        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s, jitter=0.2)
+        backoff = self._backoff()
         while True:
             try:
                 return self._collect(slot)
             except redis.RedisError as exc:
                 # Items already moved stay in the slot's list: they are either written later or reclaimed.
-                if self.stop.is_set():
+                if self._stopping.is_set():
                     return []
                 delay = backoff.next_delay()
                 log.warning("Redis failed (%s); retrying in %.1f s", exc, delay)
-                self.stop.wait(delay)
+                self._stopping.wait(delay)
 
     def _collect(self, slot: int) -> list[bytes]:
         """Take events until the batch is full or its oldest event waited WORKER_BATCH_WAIT_MS."""
@@ -171,7 +181,7 @@ class Worker:
         # Items a Redis failure left in the slot (taken, but the reply lost) belong to this batch.
         batch: list[bytes] = list(self.redis.lrange(self.queue.processing[slot], 0, -1))  # type: ignore[arg-type]
         deadline: float | None = time.monotonic() + wait_s if batch else None
-        while len(batch) < size and not self.stop.is_set():
+        while len(batch) < size and not self._stopping.is_set():
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
@@ -195,54 +205,54 @@ class Worker:
                 if writer is self.writers[0]:
                     self._maintain(writer)
                 try:
-                    job = self._jobs.get(timeout=5.0)
+                    batch = self._batches.get(timeout=5.0)
                 except queue.Empty:
                     continue
-                if job is None:
+                if batch is None:
                     return
-                if not self._flush(writer, job):
+                if not self._flush(writer, batch):
                     self._writer_failed.set()
                     return
-                self._slot_free[job.slot].set()
+                self._slot_free[batch.slot].set()
         except Exception:
             log.exception("writer failed; stopping (events in flight are re-queued by other workers)")
             self._writer_failed.set()
         finally:
             if self._writer_failed.is_set():
-                self.stop.set()
+                self._stopping.set()
 
-    def _flush(self, writer: BatchWriter, job: Job) -> bool:
+    def _flush(self, writer: BatchWriter, batch: SlotBatch) -> bool:
         """Write and acknowledge one batch, retrying through Postgres failures; False if given up on stop."""
-        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s, jitter=0.2)
+        backoff = self._backoff()
         give_up_at: float | None = None
         while True:
             started = time.perf_counter()
             try:
-                result = writer.write(job.entries)
+                result = writer.write(batch.entries)
                 break
             except TransientError as exc:
                 self.metrics.failures.labels("transient").inc()
-                if self.stop.is_set():
+                if self._stopping.is_set():
                     give_up_at = give_up_at or time.monotonic() + self.settings.worker_shutdown_timeout_s
                     if time.monotonic() >= give_up_at:
                         return False
                 delay = backoff.next_delay()
-                log.warning("writing %d events failed (%s); retrying in %.1f s", len(job.entries), exc, delay)
+                log.warning("writing %d events failed (%s); retrying in %.1f s", len(batch.entries), exc, delay)
                 time.sleep(delay)
                 if not self._schema_ready:
                     self._maintain(writer, force=True)  # the failure may be the missing table of a first start
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
-        dead = job.dead + result.dead
-        self._ack(job.slot, dead)
-        self.metrics.batch_size.observe(len(job.items))
+        dead = batch.dead + result.dead
+        self._ack(batch.slot, dead)
+        self.metrics.batch_size.observe(len(batch.items))
         self.metrics.inserted.inc(result.inserted)
-        self.metrics.duplicates.inc(result.duplicates + job.duplicates)
+        self.metrics.duplicates.inc(result.duplicates + batch.duplicates)
         self.metrics.dead_letters.inc(len(dead))
         return True
 
-    def _ack(self, slot: int, dead: list[DeadLetter]) -> None:
+    def _ack(self, slot: int, dead: list[DeadItem]) -> None:
         """Acknowledge, retrying while Redis is away (DEL of the slot is idempotent)."""
-        backoff = Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s, jitter=0.2)
+        backoff = self._backoff()
         while True:
             try:
                 self.queue.ack(slot, dead)
@@ -251,6 +261,10 @@ class Worker:
                 delay = backoff.next_delay()
                 log.warning("acknowledging a batch failed (%s); retrying in %.1f s", exc, delay)
                 time.sleep(delay)
+
+    def _backoff(self) -> Backoff:
+        # Jittered, so workers cut off together do not all come back in the same instant.
+        return Backoff(self.settings.worker_backoff_initial_s, self.settings.worker_backoff_max_s, jitter=0.2)
 
     # ------------------------------------------------------------------ side duties
 
@@ -292,7 +306,7 @@ class Worker:
         while not self.done.wait(self.settings.worker_heartbeat_s):
             try:
                 self._heartbeat_once()
-                if not self.stop.is_set() and time.monotonic() >= next_reclaim:
+                if not self._stopping.is_set() and time.monotonic() >= next_reclaim:
                     self._reclaim()
                     next_reclaim = time.monotonic() + self.settings.worker_reclaim_interval_s
             except redis.RedisError as exc:

@@ -24,8 +24,9 @@ from typing import Any
 import orjson
 import psycopg
 
-from consumers.worker.queue import DeadLetter
+from consumers.worker.queue import DeadItem
 from evpipe import pgstore
+from evpipe.backoff import delay
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ Entry = tuple[bytes, tuple[Any, ...]]
 class WriteResult:
     inserted: int = 0
     duplicates: int = 0
-    dead: list[DeadLetter] = field(default_factory=list)
+    dead: list[DeadItem] = field(default_factory=list)
 
 
 def is_item_error(exc: BaseException) -> bool:
@@ -53,13 +54,13 @@ def is_item_error(exc: BaseException) -> bool:
     return sqlstate[:2] in _ITEM_SQLSTATE_CLASSES or sqlstate in _ITEM_SQLSTATES
 
 
-def decode_batch(items: list[bytes]) -> tuple[list[Entry], list[DeadLetter], int]:
+def decode_batch(items: list[bytes]) -> tuple[list[Entry], list[DeadItem], int]:
     """Parse items into unique-by-event_id rows; undecodable items are dead letters at once (retrying can't help).
 
     Returns (entries, dead letters, duplicates within the batch).
     """
     entries: dict[str, Entry] = {}
-    dead: list[DeadLetter] = []
+    dead: list[DeadItem] = []
     duplicates = 0
     loads, row_of = orjson.loads, pgstore.event_row
     for item in items:
@@ -67,10 +68,10 @@ def decode_batch(items: list[bytes]) -> tuple[list[Entry], list[DeadLetter], int
             row = row_of(loads(item))
             key = row[0].lower()  # one UUID, one key, whatever the client's letter case
         except orjson.JSONDecodeError as exc:
-            dead.append(DeadLetter(item, f"not JSON: {exc}", 1))
+            dead.append(DeadItem(item, f"not JSON: {exc}", 1))
             continue
         except (TypeError, AttributeError):  # not an object, or no event_id string
-            dead.append(DeadLetter(item, "not a wire-format event: no event_id string", 1))
+            dead.append(DeadItem(item, "not a wire-format event: no event_id string", 1))
             continue
         if key in entries:
             duplicates += 1
@@ -83,12 +84,14 @@ class BatchWriter:
     """Owns one Postgres connection (re-opened after failures) and writes batches idempotently."""
 
     def __init__(self, database_url: str, table: str, application_name: str, max_attempts: int,
-                 retry_delay_s: float = 0.2, sleep: Callable[[float], Any] = time.sleep) -> None:
+                 retry_delay_s: float = 0.2, retry_cap_s: float = 10.0,
+                 sleep: Callable[[float], Any] = time.sleep) -> None:
         self.database_url = database_url
         self.table = table
         self.application_name = application_name
         self.max_attempts = max_attempts
         self.retry_delay_s = retry_delay_s
+        self.retry_cap_s = retry_cap_s
         self.sleep = sleep
         self.on_item_failure: Callable[[], None] = lambda: None
         self._conn: psycopg.Connection[Any] | None = None
@@ -136,7 +139,7 @@ class BatchWriter:
     def _retry_single(self, entry: Entry, error: str, result: WriteResult) -> None:
         """An event Postgres rejected: retry it (attempt 1 already failed), then dead-letter it."""
         for attempt in range(2, self.max_attempts + 1):
-            self.sleep(self.retry_delay_s * 2 ** (attempt - 2))
+            self.sleep(delay(self.retry_delay_s, self.retry_cap_s, attempt - 1))
             try:
                 self._insert([entry], result)
                 return
@@ -146,7 +149,7 @@ class BatchWriter:
                     raise TransientError(f"{type(exc).__name__}: {exc}") from exc
                 error = f"{type(exc).__name__} [{exc.sqlstate}]: {exc}"
         log.warning("dead-lettering event after %d attempts: %s", self.max_attempts, error)
-        result.dead.append(DeadLetter(entry[0], error, self.max_attempts))
+        result.dead.append(DeadItem(entry[0], error, self.max_attempts))
 
     def _insert(self, entries: list[Entry], result: WriteResult) -> None:
         conn = self.connection()

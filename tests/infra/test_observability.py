@@ -227,10 +227,13 @@ def _archiver() -> str:
 
 
 def _worker() -> str:
+    from consumers.runtime.metrics import process_registry, serve
     from consumers.worker.metrics import WorkerMetrics
 
+    registry = process_registry()
+    WorkerMetrics(registry)
     port = _free_port()
-    WorkerMetrics().serve(port)
+    serve(registry, port)
     return _scrape(port)
 
 

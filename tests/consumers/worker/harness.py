@@ -94,14 +94,15 @@ class ThreadWorker:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        self.exit_code = self.worker.run()
+        self.worker.run()
+        self.exit_code = self.worker.exit_code
 
     def __enter__(self) -> Worker:
         self.thread.start()
         return self.worker
 
     def __exit__(self, *exc: object) -> None:
-        self.worker.stop.set()
+        self.worker.stop()
         self.thread.join(timeout=60)
         assert not self.thread.is_alive(), "worker did not stop within 60 s"
 

@@ -7,7 +7,7 @@ import time
 import orjson
 import redis
 
-from consumers.worker.queue import DeadLetter, ReliableQueue
+from consumers.worker.queue import DeadItem, ReliableQueue
 from tests.providers import Service
 
 
@@ -30,7 +30,7 @@ def test_take_moves_into_processing_and_ack_trims(redis_server: Service, redis_p
     assert q.take_blocking(0.1) == b"e4"
     assert q.take(1, slot=1) == [b"e5"]
     assert q.processing_depth() == 6
-    q.ack(0, [DeadLetter(b"bad", "boom", 5)])
+    q.ack(0, [DeadItem(b"bad", "boom", 5)])
     assert client.llen(q.processing[0]) == 0
     assert client.lrange(q.processing[1], 0, -1) == [b"e5"]
     dead = orjson.loads(client.lindex(q.dead, 0))
@@ -41,7 +41,7 @@ def test_take_moves_into_processing_and_ack_trims(redis_server: Service, redis_p
 
 
 def test_dead_letter_of_binary_item_is_base64(redis_server: Service, redis_prefix: str) -> None:
-    entry = orjson.loads(DeadLetter(b"\xff\xfe", "not JSON", 1).encode("w"))
+    entry = orjson.loads(DeadItem(b"\xff\xfe", "not JSON", 1).encode("w"))
     assert entry["item_base64"] == "//4=" and "item" not in entry
 
 

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import redis
 
+from consumers.runtime.metrics import serve
 from consumers.worker.writer import decode_batch, is_item_error
 from evpipe import pgstore
 from tests.consumers.worker import harness
@@ -74,7 +75,7 @@ def test_metrics_endpoint(postgres: Service, redis_server: Service, redis_prefix
     harness.push(rclient, queue, harness.make_wire(100))
     s = harness.settings(postgres.url, redis_server.url, queue, table, worker_metrics_port=port)
     with harness.ThreadWorker(s) as worker:
-        worker.metrics.serve(port)
+        serve(worker.metrics.registry, port)
         harness.wait_until(lambda: harness.in_flight(rclient, queue) == 0, 30, "the queue to drain")
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     for name in ("evpipe_worker_queue_depth", "evpipe_worker_batch_size_bucket", "evpipe_worker_insert_seconds_bucket",
