@@ -22,5 +22,8 @@ def test_measure_counts_accepted_archived_loaded(tmp_path: Path) -> None:
     assert m["duplicates"] == 0
     assert m["markers_seen"] > 0 and m["markers_missing"] == 0
     assert m["p50_ms"] <= m["p99_ms"]
-    assert {"gateway", "archiver", "loader", "broker", "loadgen"} <= set(m["processes"])
-    assert set(pids) == {"gateway", "archiver", "loader", "broker"}
+    assert {"clickhouse", "gateway", "archiver", "loader", "broker", "loadgen"} <= set(m["processes"])
+    assert set(pids) == {"clickhouse", "gateway", "archiver", "loader", "broker"}
+    # The read-only analyst ran beside the load: it got answers, and none of its INSERTs went in.
+    assert m["analyst"]["answered"] > 0 and m["analyst"]["failed"] == 0
+    assert m["analyst"]["insert_refused_164"] > 0 and m["analyst"]["insert_went_through"] == 0
