@@ -92,7 +92,7 @@ class HttpInterface:
         except EngineError as exc:
             self.metrics.observe(_kind(statement), exc.code, time.perf_counter() - started)
             return ServerError(exc.code, exc.message).response(query_id)
-        except Exception as exc:  # noqa: BLE001 - a bug of this server: still a coded answer with the reason
+        except Exception as exc:  # a bug of this server: still a coded answer, with the reason
             log.exception("unexpected error answering a request")
             self.metrics.observe(_kind(statement), 1002, time.perf_counter() - started)
             return ServerError(1002, f"internal error of evpipe clickhouse serve: {type(exc).__name__}: {exc}. "
