@@ -68,6 +68,8 @@ def render(result: Result, fmt: str) -> str:
 
 
 def render_table(result: Result) -> str:
+    if not result.columns:  # a statement with no result set (CREATE, INSERT, ...): no empty box
+        return "OK (no result set)"
     cells = [[_text(v) for v in row] for row in result.rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(result.columns)]
     numeric = [all(_is_number(row[i]) for row in result.rows) and bool(result.rows)

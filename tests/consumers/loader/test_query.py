@@ -46,6 +46,11 @@ def test_render_formats() -> None:
         {"type": "page_view", "n": 3, "at": "2026-01-02 03:04:05"}, {"type": "a,b", "n": 10, "at": None}]
 
 
+def test_a_statement_without_columns_prints_no_empty_box() -> None:
+    assert render(Result([], []), "table") == "OK (no result set)"
+    assert render(Result(["a"], []), "table").splitlines()[-1] == "0 rows"
+
+
 def test_readme_sample_queries_run_and_answer(clickhouse: Service, ch_database: str) -> None:
     client = connect(clickhouse.url)
     migrate(client, ch_database)
