@@ -19,7 +19,10 @@ from evpipe.local.daemon import port_open
 
 TEST_STATE_DIR = Path(os.environ.get("EVPIPE_TEST_STATE_DIR", Path(__file__).resolve().parent.parent / ".evpipe-test"))
 TEST_BROKER_PORT = int(os.environ.get("EVPIPE_TEST_BROKER_PORT", "19092"))
-TEST_CLICKHOUSE_PORT = int(os.environ.get("EVPIPE_TEST_CLICKHOUSE_PORT", "18123"))
+# Per checkout, like the S3 port: a ClickHouse server holds its checkout's data directory, so another
+# checkout's server (maybe with its directory gone) must never be taken for this one's.
+TEST_CLICKHOUSE_PORT = int(os.environ.get("EVPIPE_TEST_CLICKHOUSE_PORT",
+                                          18123 + zlib.crc32(str(TEST_STATE_DIR).encode()) % 400))
 # Each checkout gets its own S3 port (a local Ceph cluster belongs to one state dir),
 # so a CI clone next to a developer's tree does not collide with the tree's cluster.
 TEST_S3_PORT = int(os.environ.get("EVPIPE_TEST_S3_PORT", 17480 + zlib.crc32(str(TEST_STATE_DIR).encode()) % 400))
