@@ -15,8 +15,6 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from evpipe.settings import ClickHouseSettings
-
 DEFAULT_URL = "http://127.0.0.1:8123"
 
 
@@ -55,10 +53,6 @@ def connect_waiting(url: str, wait_s: float, timeout_s: float = 60.0, **kwargs: 
                     "(or `evpipe dev up`), or set CLICKHOUSE_URL") from None
         time.sleep(delay)
         delay = min(delay * 2, 2.0)
-
-
-def connect_from(settings: ClickHouseSettings) -> Client:
-    return connect(settings.clickhouse_url, settings.clickhouse_timeout_s)
 
 
 def redacted(url: str) -> str:

@@ -52,8 +52,11 @@ class Sessions:
     def apply(self, session: object, kind: str, sql: str) -> None:
         assert isinstance(session, Session)
         words = sqltext.tokens(sql)
-        if kind == "USE" and len(words) >= 2:
-            session.database = words[1].text if words[1].text != "`" else sql[words[0].end:].strip().strip("`;")
+        if kind == "USE":
+            # The lexer drops quoted names, so the database is read from the raw text: USE db, USE `my db`.
+            name = sql[words[0].end:].strip().rstrip(";").strip().strip("`\"")
+            if name:
+                session.database = name
             return
         body = sql[words[0].end:] if words else ""
         for name, value in _ASSIGNMENT.findall(body.strip().rstrip(";")):

@@ -182,3 +182,10 @@ def test_official_node_client(clickhouse: Service, ch_database: str) -> None:
     assert run.returncode == 0, run.stderr
     answer = json.loads(run.stdout)
     assert answer == {"rows": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}], "code": "60", "ping": True}
+
+
+def test_use_in_a_session_takes_quoted_names_too(clickhouse: Service, ch_database: str) -> None:
+    session = {"session_id": unique_name("s")}
+    assert httpx.get(f"{clickhouse.url}/", params={"query": f"USE `{ch_database}`", **session}).status_code == 200
+    assert httpx.get(f"{clickhouse.url}/", params={"query": "SELECT currentDatabase()", **session}).text == \
+        f"{ch_database}\n"
