@@ -1,4 +1,4 @@
-"""Helpers for the deployment tests: render kustomize overlays, parse Terraform, read the app's settings.
+"""Helpers for the deployment tests: render kustomize overlays (with kubectl), parse Terraform, read the app's settings.
 
 Everything here reads files of this repository or imports the app's own modules; nothing
 talks to a network or a cluster.
@@ -41,36 +41,21 @@ SETTINGS_CLASSES = (
 # ---- kustomize -------------------------------------------------------------------------------
 
 
-def kustomize_command() -> list[str] | None:
-    """A kustomize renderer on PATH: standalone `kustomize build` or `kubectl kustomize`."""
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
+def kustomize_command() -> list[str]:
+    """The real renderer: `kubectl kustomize` (kustomize is built into kubectl), else a standalone `kustomize`."""
     if shutil.which("kubectl"):
         return ["kubectl", "kustomize"]
-    return None
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    raise AssertionError("the deployment tests render the overlays with `kubectl kustomize`: install kubectl "
+                         "(https://kubernetes.io/docs/tasks/tools/) or a standalone kustomize")
 
 
 @functools.cache
 def render(overlay: str) -> tuple[dict[str, Any], ...]:
-    """The overlay's objects as kustomize renders them (the same objects `kubectl apply -k` sends).
-
-    Without kustomize or kubectl on PATH, the small renderer in kustomize_lite does it (a test
-    checks the two agree wherever both are available).
-    """
-    command = kustomize_command()
-    if command is None:
-        from tests.infra.kustomize_lite import build
-
-        return tuple(build(K8S / "overlays" / overlay))
-    return render_with_kustomize(overlay)
-
-
-@functools.cache
-def render_with_kustomize(overlay: str) -> tuple[dict[str, Any], ...]:
-    command = kustomize_command()
-    assert command is not None
-    done = subprocess.run([*command, str(K8S / "overlays" / overlay)], capture_output=True, text=True, timeout=120,
-                          check=False)
+    """The overlay's objects as kustomize renders them (the same objects `kubectl apply -k` sends)."""
+    done = subprocess.run([*kustomize_command(), str(K8S / "overlays" / overlay)], capture_output=True, text=True,
+                          timeout=120, check=False)
     assert done.returncode == 0, f"kustomize failed for {overlay}: {done.stderr}"
     return tuple(d for d in yaml.safe_load_all(done.stdout) if d)
 
