@@ -28,6 +28,8 @@ case "$mode" in
   test)
     # The integration suite talks to a real S3 server: Ceph RGW from Debian's packages.
     bash infra/local/install-ceph.sh
+    # The alert rules are checked and unit-tested by Prometheus's own promtool (tests/infra).
+    bash infra/local/install-promtool.sh
     echo "==> checking the import layers (pyproject.toml [tool.importlinter])"
     .venv/bin/lint-imports
     exec .venv/bin/python -m pytest -n 2 "$@"
