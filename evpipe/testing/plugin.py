@@ -35,15 +35,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="local")
 
 
-def _ini_choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
-    value = str(config.getini(name)).strip()
-    if value not in choices:
-        raise pytest.UsageError(f"{name} = {value!r}: expected one of {', '.join(choices)}")
-    return value
+def pytest_configure(config: pytest.Config) -> None:
+    # Here rather than in the fixture: a bad value is a usage error at start, not an internal error later.
+    for name, choices in (("evpipe_pipeline_scope", SCOPES), ("evpipe_pipeline_backend", BACKENDS)):
+        value = _ini(config, name)
+        if value not in choices:
+            raise pytest.UsageError(f"{name} = {value!r}: expected one of {', '.join(choices)}")
+
+
+def _ini(config: pytest.Config, name: str) -> str:
+    return str(config.getini(name)).strip()
 
 
 def _scope(fixture_name: str, config: pytest.Config) -> str:
-    return _ini_choice(config, "evpipe_pipeline_scope", SCOPES)
+    return _ini(config, "evpipe_pipeline_scope")
 
 
 @pytest.fixture(scope=_scope)  # type: ignore[arg-type]
@@ -53,8 +58,7 @@ def evpipe_pipeline(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     Yields an :class:`evpipe.testing.Pipeline`: ``send(events)``, ``wait_loaded(ids)``,
     ``wait_archived(ids)``, ``query(sql)``, ``archive_rows()``, ``gateway_url``, ``api_key``.
     """
-    backend = _ini_choice(request.config, "evpipe_pipeline_backend", BACKENDS)
-    with _runner(backend, tmp_path_factory.mktemp("evpipe")) as pipeline:
+    with _runner(_ini(request.config, "evpipe_pipeline_backend"), tmp_path_factory.mktemp("evpipe")) as pipeline:
         yield pipeline
 
 
