@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evpipe.commands.topics",
     "evpipe.chserver.cli",
     "gateway.cli",
+    "gateway.fallback.cli",
     "consumers.worker.cli",
     "consumers.archiver.cli",
     "consumers.loader.cli",

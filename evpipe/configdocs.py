@@ -102,7 +102,9 @@ def default_text(name: str, info: FieldInfo) -> str:
     value = info.default
     if value is PydanticUndefined:
         return "required"
-    if value is None or value == "":
+    if value is None:
+        return "unset"  # distinct from empty where empty means something of its own (GATEWAY_FALLBACK_URI)
+    if value == "":
         return "empty"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"

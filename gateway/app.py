@@ -28,6 +28,7 @@ from gateway.backends.base import Backend
 from gateway.budget import MemoryBudget
 from gateway.clientip import ClientIp, parse_networks
 from gateway.errors import BodyError
+from gateway.fallback.service import Fallback
 from gateway.intake import Incoming, Intake, error_response, json_response
 from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gateway.openapi import openapi_document
@@ -50,10 +51,12 @@ class Gateway:
         client_ip = ClientIp(parse_networks(settings.gateway_trusted_proxies))
         self.backend = backend or create_backend(settings)
         self.metrics = GatewayMetrics(lambda: float(self.backend.queued()))
-        self.intake = Intake(settings, keys, client_ip, self.backend, self.metrics)
+        self.fallback = Fallback.create(settings, self.backend, self.metrics.fallback)
+        self.intake = Intake(settings, keys, client_ip, self.backend, self.metrics, self.fallback)
         self.draining = False
         self.started = False
         self._flusher: asyncio.Task[None] | None = None
+        self._fallback_task: asyncio.Task[None] | None = None
         self.openapi = orjson.dumps(openapi_document(settings))
 
     @property
@@ -68,12 +71,18 @@ class Gateway:
                         "GATEWAY_API_KEYS_FILE before exposing this gateway")
         await self.backend.start()
         self._flusher = asyncio.create_task(self._flush_failures(), name="auth-failure-log")
+        if self.fallback is not None:
+            log.info("fallback store for broker outages: %s", self.fallback.store.uri)
+            self._fallback_task = asyncio.create_task(self.fallback.run(), name="fallback")
         self.started = True
 
     async def close(self) -> None:
         self.draining = True
-        if self._flusher is not None:
-            self._flusher.cancel()
+        for task in (self._flusher, self._fallback_task):
+            if task is not None:
+                task.cancel()
+        if self.fallback is not None:
+            self.fallback.close()
         self.intake.failures.flush()
         await self.backend.close()
 
@@ -109,6 +118,11 @@ class Gateway:
             reason = "starting"
         else:
             reason = await self.backend.ready()
+            if reason and self.fallback is not None and await self.fallback.ready() is None:
+                # Kafka is not ready but every request is still answered 2xx from the fallback store:
+                # taking this gateway out of the load balancer would turn that into refused connections.
+                self.metrics.requests.labels("/readyz", "200").inc()
+                return json_response({"status": "ready", "fallback": reason})
         status = 503 if reason else 200
         self.metrics.requests.labels("/readyz", str(status)).inc()
         return json_response({"status": "not ready", "reason": reason} if reason else {"status": "ready"}, status)

@@ -25,12 +25,14 @@ from starlette.responses import Response
 
 from gateway import ingest
 from gateway.auth import Identity, KeyStore, key_from_headers
-from gateway.backends.base import WHOLE_BODY, Backend, RawBytes, Rejected, Unavailable
+from gateway.backends.base import WHOLE_BODY, Backend, RawBytes, Record, Rejected, Unavailable
 from gateway.body import Capture, Limits, ParsedBody, check_encoding, parse_events, read_body
 from gateway.budget import Hold, KeyBudgets, MemoryBudget
 from gateway.clientip import ClientIp
 from gateway.errors import BodyError
 from gateway.failures import FailureLog
+from gateway.fallback.service import Fallback
+from gateway.fallback.store import StoreUnavailable
 from gateway.ingest import Outcome
 from gateway.metrics import GatewayMetrics, reason_class
 from gateway.ratelimit import RateLimiter
@@ -76,12 +78,13 @@ class _Request:
 
 class Intake:
     def __init__(self, settings: GatewaySettings, keys: KeyStore, client_ip: ClientIp, backend: Backend,
-                 metrics: GatewayMetrics) -> None:
+                 metrics: GatewayMetrics, fallback: Fallback | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.client_ip = client_ip
         self.backend = backend
         self.metrics = metrics
+        self.fallback = fallback
         self.limiter = RateLimiter(settings.gateway_rate_limit_events_per_s, settings.gateway_rate_limit_burst)
         self.validator = EventValidator(max_event_bytes=settings.gateway_max_event_bytes)
         self.limits = Limits(settings.gateway_max_body_bytes, settings.gateway_max_decompressed_bytes,
@@ -167,11 +170,12 @@ class Intake:
         started = time.perf_counter()
         try:
             await self.backend.send(outcome.records, outcome.rejected, self.settings.gateway_deadline_s)
+            self.metrics.backend_latency.observe(time.perf_counter() - started)
         except Unavailable as exc:
-            return self._unavailable(exc, outcome)
+            if not await self._fall_back(exc, outcome.records, outcome.rejected):
+                return self._unavailable(exc, outcome)
         finally:
             self.metrics.inflight.dec(count)
-        self.metrics.backend_latency.observe(time.perf_counter() - started)
         self.metrics.accepted.inc(len(outcome.records))
         document = outcome.response()
         if segment_call:
@@ -222,10 +226,27 @@ class Intake:
         except (TimeoutError, ClientDisconnect):  # slow or gone: keep what arrived
             return
 
+    async def _fall_back(self, exc: Unavailable, records: list[Record], rejected: list[Rejected]) -> bool:
+        """Kafka did not take the events: True once they are durably in the fallback store.
+
+        All of the request's events are stored, also any Kafka acknowledged before the deadline or
+        delivers later: the sinks deduplicate on event_id. False (a 503) whenever the store did not take
+        them, so no 2xx is ever answered for an event that is neither in Kafka nor stored."""
+        if self.fallback is None:
+            return False
+        try:
+            await self.fallback.keep(records, rejected)
+        except StoreUnavailable as failure:
+            exc.reason = f"{exc.reason}; fallback store: {failure}"
+            return False
+        return True
+
     async def _keep(self, rejected: list[Rejected]) -> None:
         try:
             await self.backend.send([], rejected, self.settings.gateway_deadline_s)
         except Unavailable as exc:
+            if await self._fall_back(exc, [], rejected):
+                return
             # The client gets its 4xx either way; the loss of the kept copy is counted and logged.
             self.metrics.invalid_store_failures.inc(len(rejected))
             log.warning("could not keep %d rejected request(s) in the invalid store: %s", len(rejected), exc.reason)

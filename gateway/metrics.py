@@ -8,12 +8,30 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "FallbackMetrics", "GatewayMetrics"]
+
+
+class FallbackMetrics:
+    """The durable fallback (gateway.fallback): on the gateway's registry, or on `evpipe fallback drain`'s own."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.stored = Counter("evpipe_gateway_fallback_events_stored", "Events written durably to the fallback "
+                              "store because Kafka did not take them in time (each was answered 2xx).", registry=r)
+        self.drained = Counter("evpipe_gateway_fallback_events_drained", "Stored events re-produced to Kafka and "
+                               "acknowledged (their object then deleted).", registry=r)
+        self.write_failures = Counter("evpipe_gateway_fallback_write_failures", "Writes the fallback store did not "
+                                      "take (their requests were answered 503).", registry=r)
+        self.pending = Gauge("evpipe_gateway_fallback_events_pending", "Events in the fallback store waiting to "
+                             "be drained, as of the last listing.", registry=r)
+        self.oldest_age = Gauge("evpipe_gateway_fallback_oldest_pending_age_seconds", "Age of the oldest pending "
+                                "object in the fallback store (0 when it is empty), as of the last listing.",
+                                registry=r)
 
 
 class GatewayMetrics:
-    def __init__(self, queued: Callable[[], float]) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, queued: Callable[[], float], registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter("evpipe_gateway_requests", "HTTP requests by route and status.",
                                 ["route", "status"], registry=r)
@@ -36,6 +54,7 @@ class GatewayMetrics:
         self.queued = Gauge("evpipe_gateway_queued_events", "Events handed to the backend client and not yet "
                             "acknowledged (the producer queue on Kafka).", registry=r)
         self.queued.set_function(queued)
+        self.fallback = FallbackMetrics(r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,12 +8,12 @@ from typing import Literal
 from pydantic import Field
 
 from evpipe.gctune import DEFAULT_GEN0_THRESHOLD
-from evpipe.settings import KafkaSettings, LogSettings, PostgresSettings, RedisSettings
+from evpipe.settings import KafkaSettings, LogSettings, PostgresSettings, RedisSettings, StateSettings
 
 DEV_API_KEYS = "dev-key=dev"
 
 
-class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, LogSettings):
+class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, StateSettings, LogSettings):
     gateway_backend: Literal["kafka", "redis", "postgres"] = Field(
         "kafka", description="Where accepted events go: kafka (stage 3), redis (stage 2) or postgres (stage 1)."
     )
@@ -97,4 +97,27 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, LogSetting
         64 * 1024, ge=0, description="How much of a rejected body (as sent on the wire) is kept in the invalid "
         "store, with its full size and SHA-256.",
     )
+    # -- the durable fallback for broker outages (gateway.fallback; Kafka backend only) ------------------
+    gateway_fallback_uri: str | None = Field(
+        None, description="Where requests go when Kafka does not take them within GATEWAY_DEADLINE_S (or the "
+        "producer queue is full): s3://bucket/prefix (e.g. the archive bucket under fallback/), file:///path or a "
+        "path; answered 2xx once that write is durable. Unset: <EVPIPE_STATE_DIR>/fallback on local disk. Set "
+        "empty: no fallback (503 as without it).",
+    )
+    gateway_fallback_timeout_s: float = Field(
+        5.0, gt=0, description="Longest a request waits for its fallback write (after the deadline); then 503.",
+    )
+    gateway_fallback_drain_interval_s: float = Field(
+        5.0, ge=0, description="How often the gateway lists the fallback store and, while Kafka is ready, "
+        "re-produces what it holds (0: this gateway does not drain; run `evpipe fallback drain`).",
+    )
+    gateway_fallback_lease_s: float = Field(
+        60.0, gt=0, description="How long a drainer's claim on a stored object holds; a claim older than this "
+        "(its drainer died) is taken over. Producing one object is given half of it.",
+    )
+    gateway_fallback_max_object_bytes: int = Field(
+        16 * 1024 * 1024, ge=64 * 1024, description="Requests that fail over together share one stored object up "
+        "to this size (a larger request gets an object of its own).",
+    )
+    s3_endpoint_url: str = Field("", description="S3 endpoint for non-AWS S3 (Ceph RGW, MinIO). Empty: AWS.")
     gateway_log_level: str = Field("info", description="Log level: debug, info, warning, error.")

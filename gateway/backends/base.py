@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -132,6 +132,35 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Flush whatever was accepted, then release connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One broker message exactly as it is produced: what the fallback store keeps and later re-produces."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@runtime_checkable
+class MessageBackend(Backend, Protocol):
+    """A backend whose events are broker messages (Kafka): it can spell a request as messages, and produce
+    stored messages again. Only such a backend gets the durable fallback (gateway.fallback)."""
+
+    def messages(self, records: list[Record], rejected: list[Rejected]) -> list[Message]:
+        """What ``send`` would produce for these events, message for message."""
+
+    def misconfigured(self) -> str | None:
+        """A not-ready reason that no fallback makes good (a missing topic, a dead producer): readiness
+        fails even while the fallback store takes every request, so a bad rollout stops and a broken
+        process is replaced."""
+
+    async def produce(self, messages: list[Message], deadline: float) -> None:
+        """Produce stored messages as they are; returns once all are acknowledged, else raises Unavailable.
+
+        Admitted only while the producer queue is at most half full, so live requests keep priority."""
 
 
 # Kept payloads are capped: a rejected 2 MiB event must not make the invalid store (a Kafka message is

@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from evpipe.kafka import producer_config
-from gateway.backends.base import Record, Rejected, Unavailable, encode_invalid
+from gateway.backends.base import Message, Record, Rejected, Unavailable, encode_invalid
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.kafka")
@@ -88,6 +88,7 @@ class KafkaBackend:
         self._pump_task: asyncio.Task[None] | None = None
         self._ready_cache: tuple[float, str | None] = (0.0, "not checked yet")
         self._fatal: KafkaError | None = None
+        self._missing_topic: str | None = None
 
     async def start(self) -> None:
         self._pump_task = asyncio.create_task(self._pump(), name="kafka-delivery-reports")
@@ -151,6 +152,41 @@ class KafkaBackend:
         finally:
             self._waiting -= 1
 
+    def messages(self, records: list[Record], rejected: list[Rejected]) -> list[Message]:
+        """The messages ``send`` produces for these events (kept as they are by the fallback store)."""
+        out = [Message(self.topic, record.key, record.value) for record in records]
+        out += [Message(self.invalid_topic, item.source_id.encode(), encode_invalid(item),
+                        (("error", item.reason.encode()),)) for item in rejected]
+        return out
+
+    async def produce(self, messages: list[Message], deadline: float) -> None:
+        """Re-produce stored messages (the fallback's drain), below half the queue so live requests go first."""
+        count = len(messages)
+        if count == 0:
+            return
+        if self._fatal is not None:
+            raise Unavailable(f"kafka producer failed fatally: {self._fatal.str()}", 5)
+        if self.queued() + count > self.max_queued // 2:
+            raise Unavailable(f"producer queue over half full ({self.queued()} events): live requests first", 2)
+        ack = _Ack(asyncio.get_running_loop(), count, self._done)
+        produced = 0
+        try:
+            for message in messages:
+                if message.headers:
+                    self.producer.produce(message.topic, message.value, message.key, on_delivery=ack.delivered,
+                                          headers=list(message.headers))
+                else:
+                    self.producer.produce(message.topic, message.value, message.key, on_delivery=ack.delivered)
+                produced += 1
+        except (BufferError, KafkaException) as exc:
+            ack.settle(count - produced)
+            raise Unavailable(f"producer refused the stored events: {exc}", 2, enqueued=produced > 0) from None
+        self._waiting += 1
+        try:
+            await self._await(ack, deadline)
+        finally:
+            self._waiting -= 1
+
     async def _await(self, ack: _Ack, deadline: float) -> None:
         # A timer on the future itself: cheaper than wait_for(shield(...)) on the hot path.
         timer = asyncio.get_running_loop().call_later(deadline, _expire, ack.future)
@@ -181,11 +217,18 @@ class KafkaBackend:
             metadata = self.producer.list_topics(timeout=2.0)  # all topics: naming one may auto-create it
         except KafkaException as exc:  # broker unreachable within the timeout
             return f"broker unreachable: {exc}"
+        self._missing_topic = None
         for name in (self.topic, self.invalid_topic):
             topic = metadata.topics.get(name)
             if topic is None or topic.error is not None:
-                return f"topic {name!r} missing: run `evpipe topics create`"
+                self._missing_topic = f"topic {name!r} missing: run `evpipe topics create`"
+                return self._missing_topic
         return None
+
+    def misconfigured(self) -> str | None:
+        if self._fatal is not None:
+            return f"kafka producer failed fatally: {self._fatal.str()}"
+        return self._missing_topic
 
     async def close(self) -> None:
         if self._pump_task is not None:

@@ -17,9 +17,10 @@ AUTH_A = {"Authorization": "Bearer key-a"}
 
 
 def kafka_settings(bootstrap: str, topic: str, partitions: int = 3, **overrides: Any) -> GatewaySettings:
+    # The fallback is off unless a test turns it on: these tests check what Kafka itself answers.
     settings = GatewaySettings(
         kafka_bootstrap_servers=bootstrap, kafka_topic=topic, kafka_invalid_topic=f"{topic}.invalid",
-        gateway_api_keys=KEYS, **overrides,
+        gateway_api_keys=KEYS, **({"gateway_fallback_uri": ""} | overrides),
     )
     create_topics(settings, [topic, f"{topic}.invalid"], partitions=partitions)
     return settings

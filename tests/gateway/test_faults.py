@@ -77,7 +77,7 @@ def gateway(private_broker: Broker, tmp_path: Path) -> Iterator[Gateway]:
         "KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap, "KAFKA_TOPIC": private_broker.topic,
         "KAFKA_INVALID_TOPIC": f"{private_broker.topic}.invalid", "GATEWAY_API_KEYS": "fault-key=fault",
         "GATEWAY_PORT": str(port), "GATEWAY_DEADLINE_S": str(DEADLINE_S), "GATEWAY_MAX_QUEUED_EVENTS": "200",
-        "GATEWAY_DRAIN_S": "1", "GATEWAY_LOG_LEVEL": "warning",
+        "GATEWAY_DRAIN_S": "1", "GATEWAY_LOG_LEVEL": "warning", "GATEWAY_FALLBACK_URI": "",  # 503s, as tested here
     }
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "evpipe", "gateway"], env=env, cwd=REPO, stdout=out,
