@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 
 class QueryError(RuntimeError):
@@ -49,9 +50,26 @@ def run_local(client: Client, sql: str, database: str | None = None) -> Result:
     client.database = database or previous
     try:
         result = client.query(sql)
+        columns = list(result.column_names) or _columns_without_rows(client, sql)
     finally:
         client.database = previous
-    return Result(list(result.column_names), [list(row) for row in result.result_rows])
+    return Result(columns, [list(row) for row in result.result_rows])
+
+
+def _columns_without_rows(client: Client, sql: str) -> list[str]:
+    """The columns of a query that returned no rows; [] for a statement with no result set.
+
+    Over HTTP, ClickHouse answers a query without rows with an empty body, names and all (the Native
+    format sends no block), so an empty SELECT looks like a CREATE. DESCRIBE of the query as a
+    subquery gives its columns without running it; for a statement that is not a query it is a syntax
+    error. The newline keeps a trailing -- comment from swallowing the parenthesis.
+    """
+    statement = sql.strip().rstrip(";").rstrip()
+    try:
+        described = client.query(f"DESCRIBE TABLE ({statement}\n)")
+    except ClickHouseError:
+        return []
+    return [str(row[0]) for row in described.result_rows]
 
 
 def render(result: Result, fmt: str) -> str:

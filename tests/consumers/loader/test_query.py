@@ -51,6 +51,22 @@ def test_a_statement_without_columns_prints_no_empty_box() -> None:
     assert render(Result(["a"], []), "table").splitlines()[-1] == "0 rows"
 
 
+def test_a_query_without_rows_keeps_its_columns(clickhouse: Service, ch_database: str) -> None:
+    """ClickHouse sends no column names with an empty result over HTTP; the header must still show."""
+    client = connect(clickhouse.url)
+    client.command(f"CREATE TABLE {ch_database}.t (a UInt8, b String) ENGINE = MergeTree ORDER BY a")
+    empty = run_local(client, "SELECT a, b AS bee FROM t WHERE a > 1 -- nothing yet;", ch_database)
+    assert empty == Result(["a", "bee"], [])
+    assert render(empty, "table").splitlines() == ["+---+-----+", "| a | bee |", "+---+-----+", "+---+-----+",
+                                                   "0 rows"]
+    assert render(empty, "csv") == "a,bee"
+    created = run_local(client, "CREATE TABLE t2 (a UInt8) ENGINE = MergeTree ORDER BY a;", ch_database)
+    assert created.columns == [] and render(created, "table") == "OK (no result set)"
+    inserted = run_local(client, "INSERT INTO t SELECT 1, 'x'", ch_database)
+    assert render(inserted, "table") == "OK (no result set)"
+    assert run_local(client, "SELECT a, b AS bee FROM t", ch_database) == Result(["a", "bee"], [[1, "x"]])
+
+
 def test_readme_sample_queries_run_and_answer(clickhouse: Service, ch_database: str) -> None:
     client = connect(clickhouse.url)
     migrate(client, ch_database)
@@ -107,5 +123,9 @@ def test_cli_is_a_client_of_the_server(clickhouse: Service) -> None:
     assert out.stdout.splitlines() == ["one,two", "1,x"]
     bad = _query(clickhouse.url, "SELECT nope FROM nowhere")
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+    empty = _query(clickhouse.url, "SELECT 1 AS one, 'x' AS two WHERE 0")
+    assert empty.returncode == 0, empty.stderr
+    assert empty.stdout.splitlines() == ["+-----+-----+", "| one | two |", "+-----+-----+", "+-----+-----+",
+                                         "0 rows"]
     down = _query(f"http://127.0.0.1:{free_port()}", "SELECT 1")
     assert down.returncode == 1 and "evpipe clickhouse serve" in down.stderr and "Traceback" not in down.stderr
