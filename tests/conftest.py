@@ -22,6 +22,24 @@ os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
 os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "WHEN_REQUIRED")
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    """Say which local test servers keep running after the session, and how to stop them.
+
+    The fixtures leave them running on purpose, so the next session reuses them (Ceph takes ~20 s to
+    start); a silent leftover is what this avoids. xdist workers report nothing: the controller does.
+    """
+    if hasattr(config, "workerinput"):
+        return
+    from tests.local_servers import summary
+
+    lines = summary()
+    if lines:
+        terminalreporter.section("local test servers left running")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def _stop(service: Service) -> None:
     if service.container is not None:
         service.container.stop()  # type: ignore[attr-defined]
