@@ -172,9 +172,18 @@ def accepted_total(url: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def ensure_wrk() -> None:
+    """Install wrk (Debian's package) when missing, as the test command installs Ceph and promtool."""
+    if shutil.which("wrk") is not None:
+        return
+    script = Path("infra") / "local" / "install-wrk.sh"
+    if subprocess.run(["bash", str(script)], cwd=REPO, check=False).returncode != 0 or shutil.which("wrk") is None:
+        raise RuntimeError(f"wrk is not installed and `bash {script}` could not install it (see above); "
+                           "install Debian's wrk package (apt-get install wrk) and run again")
+
+
 def run(quick: bool) -> dict[str, Any]:
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    ensure_wrk()
     from evpipe.kafka import create_topics
     from evpipe.local.broker import LocalBroker
     from evpipe.local.daemon import free_port, terminate

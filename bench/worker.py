@@ -78,12 +78,29 @@ def _stored(url: str, table: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def _require_servers(url: str, redis_url: str) -> None:
+    """Postgres and Redis are servers of the machine (the README's set-up), not started here: say so."""
+    from evpipe.local.stack import POSTGRES_HINT, REDIS_HINT
+    from evpipe.settings import redact_url
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(f"no Postgres at {redact_url(url)} ({' '.join(str(exc).split())}); {POSTGRES_HINT}, "
+                           "or set DATABASE_URL") from None
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(f"no Redis at {redact_url(redis_url)} ({exc}); {REDIS_HINT}, or set REDIS_URL") from None
+
+
 def run(quick: bool) -> dict[str, Any]:
     # Rounds alternate baseline and worker so a burst of load on a shared machine hits both alike;
     # the medians are compared.
     n, rounds = (100_000, 3) if quick else (300_000, 3)
     url = os.environ.get("DATABASE_URL", "postgresql://127.0.0.1:5432/test")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    _require_servers(url, redis_url)
     tag = uuid.uuid4().hex[:8]
     schema, queue = f"bench_worker_{tag}", f"evpipe-bench:{tag}:events"
     table = f"{schema}.events"
