@@ -19,6 +19,7 @@ from evpipe import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "evpipe.commands.dev",
     "evpipe.commands.topics",
+    "evpipe.commands.tail",
     "evpipe.chserver.cli",
     "gateway.cli",
     "gateway.fallback.cli",
