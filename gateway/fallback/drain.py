@@ -1,6 +1,7 @@
 """The drain: claim a stored object, re-produce its messages, delete it once every one is acknowledged.
 
-Objects go oldest first, one at a time, and only while Kafka is ready. Producing
+Objects go oldest first, a few at a time (each claimed on its own: a claim, a
+read and a delete are round trips to S3), and only while Kafka is ready. Producing
 an object has a deadline of half the claim's lease, so a drainer finishes (or
 gives up and releases) an object well before another drainer could take it over.
 If Kafka fails halfway, the object is released whole and drained again later:
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from gateway.backends.base import MessageBackend, Unavailable
@@ -37,13 +38,14 @@ class DrainReport:
 
 class Drainer:
     def __init__(self, store: FallbackStore, producer: MessageBackend, metrics: FallbackMetrics, owner: str,
-                 lease_s: float) -> None:
+                 lease_s: float, parallel: int = 8) -> None:
         self.store = store
         self.producer = producer
         self.metrics = metrics
         self.owner = owner
         self.lease_s = lease_s
         self.deadline_s = lease_s / 2
+        self.parallel = parallel
 
     async def listing(self) -> list[Pending]:
         """The pending objects, oldest first; sets the pending and oldest-age gauges."""
@@ -55,24 +57,32 @@ class Drainer:
     async def drain_pass(self, ready: Ready) -> DrainReport:
         """One pass over what is pending now; stops at the first object Kafka does not take."""
         report = DrainReport()
-        for item in await self.listing():
+        pending = iter(await self.listing())  # shared by the workers: each object is taken by one of them
+        async with asyncio.TaskGroup() as workers:
+            for _ in range(self.parallel):
+                workers.create_task(self._work(pending, ready, report))
+        if report.objects:
+            await self.listing()
+        return report
+
+    async def _work(self, pending: Iterator[Pending], ready: Ready, report: DrainReport) -> None:
+        for item in pending:
+            if report.stopped:
+                return
             reason = await ready()
             if reason is not None:
                 report.stopped = f"kafka not ready: {reason}"
-                break
+                return
             try:
                 drained = await self.drain_object(item.name)
             except Unavailable as exc:
                 report.stopped = f"kafka did not take {item.name}: {exc.reason}"
-                break
+                return
             if drained is None:
                 report.held_elsewhere += 1
             else:
                 report.objects += 1
                 report.events += drained
-        if report.objects:
-            await self.listing()
-        return report
 
     async def drain_object(self, name: str) -> int | None:
         """Events drained from ``name``; None when it was not ours to drain. Raises Unavailable (released)."""

@@ -27,22 +27,31 @@ def _fill(store: LocalFallbackStore, objects: int, per_object: int = 4) -> list[
     return stored
 
 
-def _drainer(store: LocalFallbackStore, kafka: FakeKafka, owner: str = "d1",
-             lease_s: float = 60) -> tuple[Drainer, FallbackMetrics]:
+def _drainer(store: LocalFallbackStore, kafka: FakeKafka, owner: str = "d1", lease_s: float = 60,
+             parallel: int = 8) -> tuple[Drainer, FallbackMetrics]:
     metrics = FallbackMetrics(CollectorRegistry())
-    return Drainer(store, kafka, metrics, owner, lease_s), metrics
+    return Drainer(store, kafka, metrics, owner, lease_s, parallel), metrics
 
 
 def test_a_pass_produces_every_object_oldest_first_then_deletes_it(tmp_path: Path) -> None:
     store, kafka = LocalFallbackStore(tmp_path), FakeKafka()
     stored = _fill(store, 5)
-    drainer, metrics = _drainer(store, kafka)
+    drainer, metrics = _drainer(store, kafka, parallel=1)
     report = asyncio.run(drainer.drain_pass(kafka.ready))
     assert (report.objects, report.events, report.stopped) == (5, 20, None)
     assert kafka.produced == stored  # oldest first, messages in their order
     assert store.pending() == []
     assert metrics.drained._value.get() == 20
     assert metrics.pending._value.get() == 0 and metrics.oldest_age._value.get() == 0
+
+
+def test_objects_drain_a_few_at_a_time_each_once(tmp_path: Path) -> None:
+    store, kafka = LocalFallbackStore(tmp_path), FakeKafka()
+    stored = _fill(store, 30)
+    drainer, _ = _drainer(store, kafka)
+    assert asyncio.run(drainer.drain_pass(kafka.ready)).objects == 30
+    assert sorted(kafka.produced, key=lambda m: m.value) == sorted(stored, key=lambda m: m.value)
+    assert store.pending() == []
 
 
 def test_an_object_stays_until_every_message_is_acknowledged(tmp_path: Path) -> None:
