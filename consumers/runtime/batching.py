@@ -86,9 +86,10 @@ class Batching:
         future = buf.pending_future
         if future is None:
             backoff = self.asking_backoff.get(key)
-            if backoff is None or now >= backoff.until:
-                buf.pending_future = self._stages.pending_end(key[0], key[1], buf.first_offset)
-            return False
+            if backoff is not None and now < backoff.until:
+                return False
+            # A sink that answers on this thread (sink.py) has answered already: no need to wait a step.
+            future = buf.pending_future = self._stages.pending_end(key[0], key[1], buf.first_offset)
         if not future.done():
             return False
         buf.pending_future = None

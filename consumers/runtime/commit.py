@@ -57,7 +57,7 @@ class CommitPolicy:
             return False
         for batch in batches:
             self.metrics.batches.labels(batch.topic).inc()
-            self.metrics.rows.labels(batch.topic).inc(batch.table.num_rows)
+            self.metrics.rows.labels(batch.topic).inc(batch.num_rows)
             self.metrics.committed.labels(batch.topic).inc(batch.last_offset - batch.first_offset + 1)
         return True
 

@@ -3,9 +3,14 @@
 Per batch, each step in its own module::
 
     source.poll (source.py) -> buffer, cut (batching.py)
-        -> parse (vectorised; poison isolated) -> dead letters produced + flushed -> sink.begin + sink.write
-           (stages.py: parser pool, then the one writer thread)
+        -> parse (pluggable; vectorised Arrow by default; poison isolated)
+        -> dead letters stored -> sink.begin + sink.write
+           (stages.py: parser pool, then the writer thread, or threads for a thread-safe sink)
         -> commit(last + 1, synchronous) (commit.py)
+
+The source is Kafka (kafka_source.py), the stage-2 worker's Redis list
+(consumers/worker/source.py) or memory (memory_source.py, for tests); the
+policy knobs come in one ``LoopConfig`` (config.py).
 
 The main thread owns all state (rebalance callbacks run inside ``poll``) and
 does the consuming, cutting and committing; parsing and writing run on their
@@ -32,11 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.runtime.batching import Batching
-from consumers.runtime.buffer import FlushPolicy
-from consumers.runtime.commit import CommitPolicy, RetryPolicy
+from consumers.runtime.commit import CommitPolicy
+from consumers.runtime.config import LoopConfig
 from consumers.runtime.deadletter import DeadLetters
 from consumers.runtime.kafka_source import KafkaSource
 from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.parse import Parse, parse_values
 from consumers.runtime.pausing import Pauses
 from consumers.runtime.settings import ConsumerSettings
 from consumers.runtime.sink import Sink
@@ -67,7 +73,7 @@ class ConsumerLoop:
 
     def __init__(
         self,
-        settings: ConsumerSettings,
+        settings: ConsumerSettings | LoopConfig,
         sink: Sink,
         group_id: str,
         topics: list[str],
@@ -76,27 +82,26 @@ class ConsumerLoop:
         metrics: ConsumerMetrics | None = None,
         source: Source | None = None,
         dead_letters: DeadLetterSink | None = None,
+        parse: Parse = parse_values,
     ) -> None:
-        self.settings = settings
+        """Kafka consumers pass their ``ConsumerSettings``: the source and the dead-letter topic are built
+        from them. Any other source comes with its own ``LoopConfig``, ``source`` and ``dead_letters``."""
+        config = LoopConfig.of(settings) if isinstance(settings, ConsumerSettings) else settings
+        self.config = config
         self.sink = sink
         self.group_id = group_id
         self.topics = topics
         self.metrics = metrics if metrics is not None else ConsumerMetrics()
         self.stats = LoopStats()
-        self.source: Source = source if source is not None else KafkaSource(consumer_config(
-            settings, group_id, **{"session.timeout.ms": settings.consumer_session_timeout_ms},
-            **(consumer_overrides or {})))
+        self.source = source if source is not None else _kafka_source(settings, group_id, consumer_overrides)
         if dead_letters is None:
-            dead_letters = DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
-        retry = RetryPolicy(settings.consumer_retry_initial_s, settings.consumer_retry_max_s)
-        self.stages = Stages(sink, dead_letters, self.metrics, settings.consumer_parse_threads)
-        self.commits = CommitPolicy(self.source, retry, self.metrics)
-        policy = FlushPolicy(settings.consumer_batch_max_messages, settings.consumer_batch_max_bytes,
-                             settings.consumer_batch_max_age_s)
-        self.batching = Batching(policy, self.stages, retry, self._asking_failed)
+            dead_letters = _kafka_dead_letters(settings)
+        self.stages = Stages(sink, dead_letters, self.metrics, config.parse_threads, parse, config.write_threads)
+        self.commits = CommitPolicy(self.source, config.retry, self.metrics)
+        self.batching = Batching(config.flush, self.stages, config.retry, self._asking_failed)
         # Backfill lane: these topics are only fetched while the live ones are caught up.
         self.pauses = Pauses(self.source, frozenset(low_priority_topics) & set(topics),
-                             settings.consumer_low_priority_max_live_lag, self.metrics)
+                             config.low_priority_max_live_lag, self.metrics)
         self._jobs: dict[Key, Job] = {}
         self._stop = threading.Event()
         self._over_cap = False
@@ -124,7 +129,7 @@ class ConsumerLoop:
     def _shutdown(self) -> None:
         """Stop fetching, cut everything that may be cut, write and commit it, within the shutdown timeout."""
         self._draining = True  # every partition is paused now: no new messages
-        deadline = time.monotonic() + self.settings.consumer_shutdown_timeout_s
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
         while time.monotonic() < deadline:
             now = time.monotonic()
             asking = False
@@ -144,7 +149,7 @@ class ConsumerLoop:
     def _step(self, drain: bool) -> None:
         # Short waits while batches are in flight: each stage change (parsed, written) is picked up here.
         busy = any(job.future is not None for job in self._jobs.values())
-        fetched = self.source.poll(self.settings.consumer_poll_messages, 0.005 if busy else 0.1)
+        fetched = self.source.poll(self.config.poll_messages, 0.005 if busy else 0.1)
         for topic, added in self.batching.route(fetched):
             self.metrics.messages.labels(topic).inc(added)
             self.stats.consumed += added
@@ -158,7 +163,7 @@ class ConsumerLoop:
         self.pauses.check_lanes(self.batching.buffers, now)
         self._sync_pauses()
         if now >= self._next_lag:
-            self._next_lag = now + self.settings.consumer_lag_interval_s
+            self._next_lag = now + self.config.lag_interval_s
             self._refresh_lag()
 
     def _start(self, key: Key, now: float) -> Job:
@@ -167,7 +172,7 @@ class ConsumerLoop:
         return job
 
     def _run_jobs(self, now: float) -> None:
-        """Move every job on: next stage when its step is done, a retry when its backoff is over, the commit."""
+        """Move every job on: the commit once written, a retry when its backoff is over."""
         written: list[tuple[Key, Job]] = []
         for key, job in list(self._jobs.items()):
             if job.future is not None:
@@ -177,10 +182,8 @@ class ConsumerLoop:
                 job.future = None
                 if error is not None:
                     self._failed(job, error)
-                elif job.written:
-                    written.append((key, job))
                 else:
-                    self.stages.advance(job)  # parsed: on to the writer
+                    written.append((key, job))  # the future covers every step up to the write
             elif job.next_try <= now:
                 if job.written:
                     written.append((key, job))  # only the commit failed: do not write again
@@ -196,7 +199,7 @@ class ConsumerLoop:
         assert job.batch is not None
         self._jobs.pop(key, None)
         self.stats.committed_batches += 1
-        self.stats.rows += job.batch.table.num_rows
+        self.stats.rows += job.batch.num_rows
         self.stats.dead_letters += len(job.poison)
         if job.attempts:
             log.info("%s: written after %d retries", job.batch.identity, job.attempts)
@@ -216,7 +219,7 @@ class ConsumerLoop:
 
     def _enforce_cap(self) -> None:
         """Over the global cap: cut the largest buffers now, and pause fetching until under half of it."""
-        cap = self.settings.consumer_buffer_max_bytes
+        cap = self.config.buffer_max_bytes
         total = self.buffered_bytes()
         if total > cap:
             now = time.monotonic()
@@ -261,7 +264,7 @@ class ConsumerLoop:
             job = self._jobs.pop(key, None)
             if job is not None and job.future is not None:
                 try:
-                    job.future.result(timeout=self.settings.consumer_revoke_wait_s)
+                    job.future.result(timeout=self.config.revoke_wait_s)
                 except Exception as exc:  # noqa: BLE001 (failed or still running: not committed either way)
                     log.warning("%s: in-flight write at revocation did not succeed: %r", job.identity, exc)
             self.metrics.forget_partition(*key)
@@ -284,6 +287,20 @@ class ConsumerLoop:
                 self.metrics.lag.labels(topic, str(partition)).set(max(0, high - position))
         except SourceError as exc:
             log.debug("lag refresh failed: %s", exc)
+
+
+def _kafka_source(settings: ConsumerSettings | LoopConfig, group_id: str,
+                  overrides: dict[str, Any] | None) -> KafkaSource:
+    if not isinstance(settings, ConsumerSettings):
+        raise TypeError("a loop built from a LoopConfig needs its source (only ConsumerSettings describe a Kafka one)")
+    return KafkaSource(consumer_config(settings, group_id, **{"session.timeout.ms": settings.consumer_session_timeout_ms},
+                                       **(overrides or {})))
+
+
+def _kafka_dead_letters(settings: ConsumerSettings | LoopConfig) -> DeadLetters:
+    if not isinstance(settings, ConsumerSettings):
+        raise TypeError("a loop built from a LoopConfig needs its dead-letter store")
+    return DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
 
 
 def _names(partitions: list[Key]) -> str:

@@ -40,7 +40,7 @@ class MemorySink:
 
     def rows(self) -> int:
         with self.lock:
-            return sum(b.table.num_rows for b in self.batches.values())
+            return sum(b.num_rows for b in self.batches.values())
 
     def table(self) -> pa.Table:
         with self.lock:

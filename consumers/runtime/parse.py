@@ -8,7 +8,9 @@ instead of n.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import pyarrow as pa
 
@@ -24,14 +26,22 @@ class Poison:
     error: str
 
 
+RowsT = TypeVar("RowsT", bound=Sized)
+
+
 @dataclass(frozen=True)
-class Parsed:
-    table: pa.Table
+class Parsed(Generic[RowsT]):
+    table: RowsT  # the valid events, handed to the sink as ``Batch.table``
     poison: list[Poison]
     offsets: list[int]  # the offset of each table row: the input offsets minus the poison ones
 
 
-def parse_values(offsets: list[int], values: list[bytes]) -> Parsed:
+# The parse step of a loop: a cut batch's offsets and raw values in, its rows and poison out.
+# ``parse_values`` (Arrow) is the default; the stage-2 worker builds Postgres row tuples instead.
+Parse = Callable[[list[int], list[bytes]], Parsed[Any]]
+
+
+def parse_values(offsets: list[int], values: list[bytes]) -> Parsed[pa.Table]:
     """Parse wire-format values into an archive-schema table; bad ones come back as ``Poison``."""
     poison: list[Poison] = []
     joined = _join_plain(values)

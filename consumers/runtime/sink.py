@@ -30,31 +30,43 @@ and strictly in sequence:
   dead-lettered ones (which are not in the table);
 * every sink call comes from one dedicated writer thread (never two calls at
   once), not from the thread that called ``ConsumerLoop.run``; batches of
-  different partitions are written one after another on it;
+  different partitions are written one after another on it. A process may
+  ask for several writer threads (``LoopConfig.write_threads``) when its sink
+  is thread-safe and answers ``pending_end`` without I/O (the stage-2
+  Postgres sink, idempotent by event id, records nothing and answers None):
+  batches of different partitions are then written at the same time, and
+  ``pending_end`` is answered on the loop's thread. One partition's batches
+  are still written strictly in sequence;
 * on revocation a batch being written is waited for, then dropped without a
   commit: its next owner re-forms it through ``pending_end``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-import pyarrow as pa
+RowsT = TypeVar("RowsT", bound=Sized)
 
 
 @dataclass(frozen=True)
-class Batch:
+class Batch(Generic[RowsT]):
     topic: str
     partition: int
     first_offset: int
     last_offset: int  # inclusive
-    table: pa.Table  # valid events, with schemas.arrow.arrow_schema()
+    # The valid events. A ``pyarrow.Table`` with ``schemas.arrow.arrow_schema()`` for the Kafka sinks (the
+    # default parse step); whatever the process's parse step builds otherwise (the stage-2 worker's row tuples).
+    table: RowsT
     raw_bytes: int  # size of the message values, for metrics
     # The Kafka offset of each table row (offsets may have gaps: dead-lettered messages, transaction
     # markers). None for batches not read from Kafka, whose rows are numbered from first_offset.
     offsets: Sequence[int] | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.table)
 
     @property
     def identity(self) -> str:
@@ -71,8 +83,8 @@ class Sink(Protocol):
     def pending_end(self, topic: str, partition: int, start_offset: int) -> int | None:
         """Last offset of a batch starting at ``start_offset`` that was begun but maybe not committed."""
 
-    def begin(self, batch: Batch) -> None:
+    def begin(self, batch: Batch[Any]) -> None:
         """Record the batch's boundaries durably before writing its data."""
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch[Any]) -> None:
         """Write the batch idempotently; raise on failure (the runtime retries with backoff)."""

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import psycopg
 
 from consumers.worker.queue import DeadItem
@@ -52,32 +51,6 @@ class WriteResult:
 def is_item_error(exc: BaseException) -> bool:
     sqlstate = getattr(exc, "sqlstate", None) or ""
     return sqlstate[:2] in _ITEM_SQLSTATE_CLASSES or sqlstate in _ITEM_SQLSTATES
-
-
-def decode_batch(items: list[bytes]) -> tuple[list[Entry], list[DeadItem], int]:
-    """Parse items into unique-by-event_id rows; undecodable items are dead letters at once (retrying can't help).
-
-    Returns (entries, dead letters, duplicates within the batch).
-    """
-    entries: dict[str, Entry] = {}
-    dead: list[DeadItem] = []
-    duplicates = 0
-    loads, row_of = orjson.loads, pgstore.event_row
-    for item in items:
-        try:
-            row = row_of(loads(item))
-            key = row[0].lower()  # one UUID, one key, whatever the client's letter case
-        except orjson.JSONDecodeError as exc:
-            dead.append(DeadItem(item, f"not JSON: {exc}", 1))
-            continue
-        except (TypeError, AttributeError):  # not an object, or no event_id string
-            dead.append(DeadItem(item, "not a wire-format event: no event_id string", 1))
-            continue
-        if key in entries:
-            duplicates += 1
-            continue
-        entries[key] = (item, row)
-    return list(entries.values()), dead, duplicates
 
 
 class BatchWriter:

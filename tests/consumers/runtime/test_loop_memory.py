@@ -180,3 +180,62 @@ def test_dead_letters_are_stored_before_the_commit_and_a_failure_holds_it() -> N
     assert dead.committed_at_send == [0, 0, 0], "the batch's commit waits for its dead letters"
     assert sink.rows() == 199 and loop.stats.dead_letters == 1 and loop.stats.write_errors == 2
     assert ranges(sink, 0) == [(0, 199)]
+
+
+class _ConcurrencyProbe(MemorySink):
+    """A thread-safe sink that records how many writes overlapped and of which partitions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active: dict[int, int] = {}
+        self.most_at_once = 0
+        self.same_partition_overlap = False
+
+    def write(self, batch) -> None:  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.same_partition_overlap |= self.active.get(batch.partition, 0) > 0
+            self.active[batch.partition] = self.active.get(batch.partition, 0) + 1
+            self.most_at_once = max(self.most_at_once, sum(self.active.values()))
+        time.sleep(0.02)  # long enough for the other partitions' batches to arrive meanwhile
+        with self.lock:
+            self.active[batch.partition] -= 1
+        super().write(batch)
+
+
+def test_loop_config_with_own_parse_step_and_several_writer_threads() -> None:
+    """The stage-2 worker's shape: a LoopConfig, a parse step of its own, a thread-safe sink on 3 writers."""
+    from consumers.runtime.buffer import FlushPolicy
+    from consumers.runtime.commit import RetryPolicy
+    from consumers.runtime.config import LoopConfig
+    from consumers.runtime.parse import Parsed
+
+    def lengths(offsets: list[int], values: list[bytes]) -> Parsed[list[int]]:
+        good = [(o, len(v)) for o, v in zip(offsets, values) if not v.startswith(b"bad")]
+        poison = [Poison(o, v, "starts with bad") for o, v in zip(offsets, values) if v.startswith(b"bad")]
+        return Parsed([n for _, n in good], poison, [o for o, _ in good])
+
+    memory = MemorySource({"t": 3})
+    for partition in range(3):
+        memory.produce("t", partition, [b"bad one"] + [b"x" * (i % 7 + 1) for i in range(599)])
+    sink, dead = _ConcurrencyProbe(), MemoryDeadLetters()
+    config = LoopConfig(FlushPolicy(100, 1 << 20, 0.2), RetryPolicy(0.01, 0.05), poll_messages=100,
+                        buffer_max_bytes=1 << 24, shutdown_timeout_s=5, write_threads=3)
+    loop = ConsumerLoop(config, sink, "g", ["t"], source=memory, dead_letters=dead, parse=lengths)
+    with running(loop):
+        wait_for(lambda: memory.committed_offsets == {("t", p): 600 for p in range(3)})
+    assert sink.rows() == 3 * 599 and len(dead.sent) == 3
+    assert sum(sum(b.table) for b in sink.batches.values()) == 3 * sum(i % 7 + 1 for i in range(599))
+    assert sink.most_at_once > 1  # partitions were written in parallel...
+    assert not sink.same_partition_overlap  # ...but one partition's batches strictly in sequence
+
+
+def test_a_loop_config_without_a_source_is_refused() -> None:
+    import pytest
+
+    from consumers.runtime.buffer import FlushPolicy
+    from consumers.runtime.commit import RetryPolicy
+    from consumers.runtime.config import LoopConfig
+
+    config = LoopConfig(FlushPolicy(100, 1 << 20, 0.2), RetryPolicy(0.01, 0.05), 100, 1 << 24, 5)
+    with pytest.raises(TypeError, match="needs its source"):
+        ConsumerLoop(config, MemorySink(), "g", ["t"])

@@ -12,7 +12,9 @@ import pytest
 import redis
 
 from consumers.runtime.metrics import serve
-from consumers.worker.writer import decode_batch, is_item_error
+from consumers.worker.metrics import WorkerMetrics
+from consumers.worker.parse import RowParser
+from consumers.worker.writer import is_item_error
 from evpipe import pgstore
 from tests.consumers.worker import harness
 from tests.consumers.worker.events import make_event
@@ -121,9 +123,12 @@ def test_worker_creates_the_schema(postgres: Service, redis_server: Service, red
 
 def test_decode_and_error_classification() -> None:
     a, b = orjson.dumps(make_event(1)), orjson.dumps(make_event(2))
-    entries, dead, dups = decode_batch([a, b, a, b"[1]", b"\xff"])
-    assert [item for item, _ in entries] == [a, b] and dups == 1
-    assert len(dead) == 2
+    metrics = WorkerMetrics()
+    parsed = RowParser(metrics)([10, 11, 12, 13, 14], [a, b, a, b"[1]", b"\xff"])
+    assert [item for item, _ in parsed.table] == [a, b] and parsed.offsets == [10, 11]
+    assert metrics.duplicates._value.get() == 1  # the second copy of a, dropped within the batch
+    assert [(p.offset, p.error.split(":")[0]) for p in parsed.poison] == [
+        (13, "not a wire-format event"), (14, "not JSON")]
     assert is_item_error(psycopg.errors.NotNullViolation())
     assert is_item_error(psycopg.errors.InvalidDatetimeFormat())
     assert not is_item_error(psycopg.errors.AdminShutdown())
