@@ -66,3 +66,30 @@ def test_a_drain_empties_a_local_store_into_kafka(kafka: Service, topic: str, tm
     assert store.pending() == []
     values = sorted(m.value() for m in read_topic(kafka.url, topic, 150))
     assert len(values) == 150 and len(set(values)) == 150
+
+
+def test_evpipe_fallback_status_and_drain(kafka: Service, topic: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    kafka_settings(kafka.url, topic)  # creates the topics
+    store = LocalFallbackStore(tmp_path / "fallback")
+    for n in range(2):
+        batch = [Message(topic, f"src:u{i}".encode(), f'{{"n":{n},"i":{i}}}'.encode()) for i in range(10)]
+        store.put(object_name(time.time() - 120, len(batch), "w1", n), encode(batch))
+    env = os.environ | {"GATEWAY_FALLBACK_URI": str(tmp_path / "fallback"), "KAFKA_BOOTSTRAP_SERVERS": kafka.url,
+                        "KAFKA_TOPIC": topic, "KAFKA_INVALID_TOPIC": f"{topic}.invalid", "GATEWAY_LOG_LEVEL": "warning"}
+
+    def evpipe(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "evpipe", "fallback", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert "2 objects, 20 events pending, oldest written 12" in evpipe("status")
+    assert "drained 20 events in 2 objects; 0 objects (0 events) left" in evpipe("drain")
+    assert store.pending() == [] and len(read_topic(kafka.url, topic, 20)) == 20
+    off = subprocess.run([sys.executable, "-m", "evpipe", "fallback", "status"], env=env | {"GATEWAY_FALLBACK_URI": ""},
+                         capture_output=True, text=True, timeout=60)
+    assert off.returncode != 0 and "fallback is off" in off.stderr
