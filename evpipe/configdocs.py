@@ -68,6 +68,7 @@ PROCESSES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 # Commands that read shared variables only: (command, "module:Class").
 SHARED_ONLY: tuple[tuple[str, str], ...] = (
     ("evpipe topics create", "evpipe.settings:KafkaSettings"),
+    ("evpipe tail", "evpipe.settings:KafkaSettings"),
     ("evpipe replay offsets", "evpipe.settings:KafkaSettings"),
     ("evpipe dlq show / redrive", "evpipe.settings:KafkaSettings"),
     ("evpipe query", "consumers.loader.query_cli:QuerySettings"),
