@@ -160,7 +160,7 @@ class MessageBackend(Backend, Protocol):
     async def produce(self, messages: list[Message], deadline: float) -> None:
         """Produce stored messages as they are; returns once all are acknowledged, else raises Unavailable.
 
-        Admitted only while the producer queue is at most half full, so live requests keep priority."""
+        Waits for room below half of the producer queue, so live requests keep priority."""
 
 
 # Kept payloads are capped: a rejected 2 MiB event must not make the invalid store (a Kafka message is

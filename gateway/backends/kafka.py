@@ -160,14 +160,27 @@ class KafkaBackend:
         return out
 
     async def produce(self, messages: list[Message], deadline: float) -> None:
-        """Re-produce stored messages (the fallback's drain), below half the queue so live requests go first."""
+        """Re-produce stored messages (the fallback's drain) within ``deadline`` s, below half the queue.
+
+        In chunks of a quarter of the queue, each waiting for room (live requests go first) and for its
+        acknowledgements, so an object of any size drains whatever GATEWAY_MAX_QUEUED_EVENTS is."""
+        until = time.monotonic() + deadline
+        step = max(1, self.max_queued // 4)
+        for start in range(0, len(messages), step):
+            chunk = messages[start:start + step]
+            await self._room_for(len(chunk), until)
+            await self._produce_chunk(chunk, max(0.001, until - time.monotonic()))
+
+    async def _room_for(self, count: int, until: float) -> None:
+        while self.queued() + count > self.max_queued // 2:
+            if time.monotonic() >= until:
+                raise Unavailable(f"producer queue over half full ({self.queued()} events): live requests first", 2)
+            await asyncio.sleep(0.01)
+
+    async def _produce_chunk(self, messages: list[Message], deadline: float) -> None:
         count = len(messages)
-        if count == 0:
-            return
         if self._fatal is not None:
             raise Unavailable(f"kafka producer failed fatally: {self._fatal.str()}", 5)
-        if self.queued() + count > self.max_queued // 2:
-            raise Unavailable(f"producer queue over half full ({self.queued()} events): live requests first", 2)
         ack = _Ack(asyncio.get_running_loop(), count, self._done)
         produced = 0
         try:

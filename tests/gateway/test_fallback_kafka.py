@@ -93,3 +93,19 @@ def test_evpipe_fallback_status_and_drain(kafka: Service, topic: str, tmp_path: 
     off = subprocess.run([sys.executable, "-m", "evpipe", "fallback", "status"], env=env | {"GATEWAY_FALLBACK_URI": ""},
                          capture_output=True, text=True, timeout=60)
     assert off.returncode != 0 and "fallback is off" in off.stderr
+
+
+def test_an_object_larger_than_the_producer_queue_still_drains(kafka: Service, topic: str) -> None:
+    # 300 stored messages, a queue of 40: produced a quarter of the queue at a time (it once waited forever).
+    backend = KafkaBackend(kafka_settings(kafka.url, topic, gateway_max_queued_events=40))
+    messages = [Message(topic, f"src:u{i % 7}".encode(), f'{{"i":{i}}}'.encode()) for i in range(300)]
+
+    async def run() -> None:
+        await backend.start()
+        try:
+            await backend.produce(messages, 30)
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
+    assert len(read_topic(kafka.url, topic, 300)) == 300

@@ -71,13 +71,23 @@ class Gateway:
 
 @pytest.fixture
 def gateway(private_broker: Broker, tmp_path: Path) -> Iterator[Gateway]:
+    yield from _gateway(private_broker, tmp_path, {"GATEWAY_FALLBACK_URI": ""})  # 503s, as tested here
+
+
+@pytest.fixture
+def fallback_gateway(private_broker: Broker, tmp_path: Path) -> Iterator[Gateway]:
+    yield from _gateway(private_broker, tmp_path, {"GATEWAY_FALLBACK_URI": str(tmp_path / "fallback"),
+                                                   "GATEWAY_FALLBACK_DRAIN_INTERVAL_S": "1"})
+
+
+def _gateway(private_broker: Broker, tmp_path: Path, extra_env: dict[str, str]) -> Iterator[Gateway]:
     port = free_port()
     log = tmp_path / "gateway.log"
-    env = os.environ | {
+    env = os.environ | extra_env | {
         "KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap, "KAFKA_TOPIC": private_broker.topic,
         "KAFKA_INVALID_TOPIC": f"{private_broker.topic}.invalid", "GATEWAY_API_KEYS": "fault-key=fault",
         "GATEWAY_PORT": str(port), "GATEWAY_DEADLINE_S": str(DEADLINE_S), "GATEWAY_MAX_QUEUED_EVENTS": "200",
-        "GATEWAY_DRAIN_S": "1", "GATEWAY_LOG_LEVEL": "warning", "GATEWAY_FALLBACK_URI": "",  # 503s, as tested here
+        "GATEWAY_DRAIN_S": "1", "GATEWAY_LOG_LEVEL": "warning",
     }
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "evpipe", "gateway"], env=env, cwd=REPO, stdout=out,
@@ -214,6 +224,37 @@ def test_sigterm_under_load_loses_no_acked_event(private_broker: Broker, gateway
     assert code == 0, gateway.log.read_text()[-3000:]
     assert load.statuses.get(200, 0) > 0, load.statuses
     assert load.statuses.get(503, 0) > 0, load.statuses  # the drain window answered 503, not a dropped socket
+    found = topic_event_ids(private_broker.bootstrap, private_broker.topic, load.acked)
+    missing = load.acked - found
+    assert not missing, f"{len(missing)} of {len(load.acked)} acknowledged events missing"
+
+
+def test_paused_broker_with_the_fallback_answers_2xx_and_the_drain_delivers_every_event(
+        private_broker: Broker, fallback_gateway: Gateway, tmp_path: Path) -> None:
+    from gateway.fallback.local import LocalFallbackStore
+
+    load = Load(fallback_gateway.url, batch=25)
+    load.start()
+    time.sleep(2)
+    os.kill(private_broker.pid, signal.SIGSTOP)
+    try:
+        time.sleep(8)
+        with httpx.Client(base_url=fallback_gateway.url) as probe:
+            ready = probe.get("/readyz", timeout=10)
+        assert ready.status_code == 200 and "fallback" in ready.json(), ready.text  # still taking requests
+    finally:
+        os.kill(private_broker.pid, signal.SIGCONT)
+    time.sleep(2)
+    load.finish()
+    store = LocalFallbackStore(tmp_path / "fallback")
+    print(f"statuses {load.statuses}, stored objects {len(store.pending())}")
+    resumed = time.monotonic()
+    assert set(load.statuses) == {200}, load.statuses  # every request of the pause: stored, then 2xx
+    deadline = time.monotonic() + 60
+    while store.pending() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert store.pending() == [], "the fallback store did not drain"
+    print(f"drained {time.monotonic() - resumed:.1f}s after the load stopped")
     found = topic_event_ids(private_broker.bootstrap, private_broker.topic, load.acked)
     missing = load.acked - found
     assert not missing, f"{len(missing)} of {len(load.acked)} acknowledged events missing"
