@@ -57,7 +57,8 @@ def _responses(limits: GatewaySettings) -> dict[str, Any]:
     err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     retry = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds before retrying."}}
     return {
-        "200": {"description": "Every valid event is durably in the backend; rejected ones are listed.",
+        "200": {"description": "Every valid event is durably in the backend (with Kafka: in Kafka, or in the "
+                               "gateway's fallback store while Kafka is down); rejected ones are listed.",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}}}},
         "400": {"description": "Malformed body, or no valid event (the list says why for each).",
                 "content": {"application/json": {"schema": {"oneOf": [
@@ -69,7 +70,8 @@ def _responses(limits: GatewaySettings) -> dict[str, Any]:
                                "events); the message names it.", **err},
         "415": {"description": "Unsupported Content-Encoding.", **err},
         "429": {"description": "Rate limit of this key exceeded.", "headers": retry, **err},
-        "503": {"description": "Backend down, slow or saturated, or the gateway is shutting down. Resend "
+        "503": {"description": "Backend down, slow or saturated (and the fallback store, if any, did not take "
+                               "the events), or the gateway is shutting down. Resend "
                                "the same events (same event_id) after Retry-After.", "headers": retry, **err},
     }
 
@@ -115,7 +117,8 @@ def openapi_document(_settings: GatewaySettings | None = None) -> dict[str, Any]
     return {
         "openapi": "3.1.0",
         "info": {"title": "evpipe gateway", "version": "1",
-                 "description": "Event ingestion. A 2xx means every accepted event is durably in the backend."},
+                 "description": "Event ingestion. A 2xx means every accepted event is durably in the backend "
+                                "(with Kafka: in Kafka or in the gateway's fallback store)."},
         "paths": paths,
         "components": {
             "schemas": {
