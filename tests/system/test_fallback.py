@@ -6,7 +6,8 @@ and in the archive exactly once after the broker returns; the fallback store dra
 stays bounded. The S3 run then stops the broker and the store's S3 endpoint together: every answer meanwhile
 is a 503, and still nothing answered 2xx is lost.
 
-CI form (default): a 60 s broker stop (and 20 s of both down). Full form (EVPIPE_FULL=1): 10 minutes (and 60 s):
+CI form (default): a 60 s broker stop (and 20 s of both down), 100 events/s. Full form (EVPIPE_FULL=1): 10 minutes
+(and 60 s), 200 events/s:
 
     EVPIPE_FULL=1 .venv/bin/pytest tests/system/test_fallback.py
 """
@@ -41,7 +42,9 @@ pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.fault, pytest.ma
 
 STOP_S = 600.0 if FULL else 60.0  # the broker outage
 BOTH_DOWN_S = 60.0 if FULL else 20.0  # broker and fallback store down together (S3 run)
-RATE = 200.0 if FULL else 100.0  # events/s, in batches of 10
+RATE = 200.0 if FULL else 100.0  # events/s
+BATCH = 20 if FULL else 10  # events a request: 10 requests/s either way, so the ~10 s answers of a
+# both-down outage (deadline + store timeout) keep ~100 requests waiting, within the client's 128
 DRAIN_BOUND_S = 300.0  # from the broker's return until the store is empty
 SINK_BOUND_S = 240.0  # then until every 2xx'd event is in ClickHouse and the archive
 GATEWAY_RSS_BOUND_MIB = 400.0
@@ -77,7 +80,7 @@ def test_fallback_on_s3_keeps_every_2xx_and_answers_503_when_both_are_down(
 
 
 def run_outages(stack: SystemStack, store: FallbackStore, title: str, s3_gateway: RadosGateway | None = None) -> None:
-    load = OneShotLoad(stack.urls, API_KEY, rate=RATE)
+    load = OneShotLoad(stack.urls, API_KEY, rate=RATE, batch=BATCH)
     rss = RssWatch(stack.state, list(GATEWAYS))
     rss.start()
     load.start()
