@@ -109,7 +109,8 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, StateSetti
     )
     gateway_fallback_drain_interval_s: float = Field(
         5.0, ge=0, description="How often the gateway lists the fallback store and, while Kafka is ready, "
-        "re-produces what it holds (0: this gateway does not drain; run `evpipe fallback drain`).",
+        "re-produces what it holds (0: this gateway neither drains nor reports the pending gauges; run "
+        "`evpipe fallback drain`).",
     )
     gateway_fallback_lease_s: float = Field(
         60.0, gt=0, description="How long a drainer's claim on a stored object holds; a claim older than this "
