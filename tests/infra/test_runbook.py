@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import argparse
 import shlex
 
 import pytest
@@ -39,6 +40,8 @@ def test_runbook_commands_parse_with_the_real_cli() -> None:
         if argv[0] not in top:
             pending.append(command)
             continue
+        if _names_a_command(parser, argv):
+            continue  # prose naming a command (`evpipe tail`), not a command line
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr):
             try:
@@ -58,6 +61,16 @@ def _evpipe_argv(command: str) -> list[str]:
     go (`evpipe tail events | jq ...`)."""
     tokens = shlex.split(command, comments=True)
     return (tokens[:tokens.index("|")] if "|" in tokens else tokens)[1:]
+
+
+def _names_a_command(parser: argparse.ArgumentParser, argv: list[str]) -> bool:
+    """Whether every word is a (sub)command name, e.g. `tail` or `fallback drain`."""
+    for word in argv:
+        choices = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if not isinstance(choices, dict) or word not in choices:
+            return False
+        parser = choices[word]
+    return True
 
 
 def test_evpipe_argv_of_shell_lines() -> None:
