@@ -28,7 +28,8 @@ PIPELINE_ENV = {"GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0", "GATEWAY_LOG_LEVEL": "wa
 
 
 class Pipeline:
-    def __init__(self, workdir: Path, archive_rotate_s: float = 5.0) -> None:
+    def __init__(self, workdir: Path, archive_rotate_s: float = 5.0, env: dict[str, str] | None = None) -> None:
+        self.env = PIPELINE_ENV | (env or {})  # over the defaults above
         self.settings = StackSettings(
             evpipe_state_dir=workdir / "state", evpipe_broker_port=free_port(), gateway_port=free_port(),
             evpipe_archiver_metrics_port=free_port(), evpipe_loader_metrics_port=free_port(),
@@ -41,7 +42,7 @@ class Pipeline:
     def __enter__(self) -> Self:
         broker(self.settings).ensure()
         try:
-            up_pipeline(self.settings, extra_env=PIPELINE_ENV, timeout=180)
+            up_pipeline(self.settings, extra_env=self.env, timeout=180)
             self.warm_up()
         except BaseException:
             self.close()

@@ -88,11 +88,16 @@ class KafkaSource:
 
     def close(self) -> None:
         if self._consumer is not None:
-            self._consumer.close()  # leaves the group: revokes (and drops) whatever is left
+            # Revokes (and drops) whatever is left and leaves the group; a static member
+            # (CONSUMER_INSTANCE_ID) does not leave: its partitions wait for it up to the session timeout.
+            self._consumer.close()
 
     def _error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
             return
+        if err.code() == KafkaError.FENCED_INSTANCE_ID or "FENCED_INSTANCE_ID" in err.str():
+            raise KafkaException(KafkaError(err.code(), f"{err.str()}: another consumer joined the group with "
+                                            "this CONSUMER_INSTANCE_ID; each process needs its own id", fatal=True))
         if err.fatal():
             raise KafkaException(err)
         now = time.monotonic()

@@ -293,8 +293,12 @@ def _kafka_source(settings: ConsumerSettings | LoopConfig, group_id: str,
                   overrides: dict[str, Any] | None) -> KafkaSource:
     if not isinstance(settings, ConsumerSettings):
         raise TypeError("a loop built from a LoopConfig needs its source (only ConsumerSettings describe a Kafka one)")
-    return KafkaSource(consumer_config(settings, group_id, **{"session.timeout.ms": settings.consumer_session_timeout_ms},
-                                       **(overrides or {})))
+    config = consumer_config(settings, group_id, **{"session.timeout.ms": settings.consumer_session_timeout_ms})
+    if settings.consumer_instance_id:
+        # Static membership: a restarted member rejoins as itself, and its partitions wait for it instead of
+        # moving twice (away at the session timeout, back at the next rebalance).
+        config["group.instance.id"] = settings.consumer_instance_id
+    return KafkaSource(config | (overrides or {}))
 
 
 def _kafka_dead_letters(settings: ConsumerSettings | LoopConfig) -> DeadLetters:

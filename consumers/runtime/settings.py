@@ -17,6 +17,12 @@ class ConsumerSettings(KafkaSettings):
     consumer_session_timeout_ms: int = Field(
         30000, ge=1000, description="Group session timeout; a crashed member's partitions move after this."
     )
+    consumer_instance_id: str = Field(
+        "", max_length=249, pattern=r"^[A-Za-z0-9._-]*$",
+        description="Static group membership (Kafka's group.instance.id): a stable id per process, unique in "
+        "its group, e.g. the pod name on Kubernetes. A member that comes back within the session timeout "
+        "takes its partitions back without a rebalance. Empty: dynamic membership.",
+    )
     consumer_batch_max_messages: int = Field(
         200_000, ge=1, description="Cut a partition's batch at this many messages."
     )
