@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from evpipe.s3 import s3_client
+
 log = logging.getLogger("evpipe.archiver")
 
 
@@ -119,21 +121,13 @@ class LocalStore:
 class S3Store:
     def __init__(self, bucket: str, prefix: str, endpoint_url: str, multipart_threshold: int,
                  timeout_s: float = 30.0) -> None:
-        import boto3
         from boto3.s3.transfer import TransferConfig
-        from botocore.config import Config
 
-        if endpoint_url:
-            # Non-AWS S3 servers (Ceph RGW, MinIO) predate the SDK's default flexible checksums.
-            os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
-            os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "WHEN_REQUIRED")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         # Short timeouts: a dead endpoint must fail fast so the runtime pauses and retries.
-        config = Config(connect_timeout=min(5.0, timeout_s), read_timeout=timeout_s,
-                        retries={"max_attempts": 2, "mode": "standard"})
-        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+        self.client: Any = s3_client(endpoint_url, connect_timeout_s=min(5.0, timeout_s), read_timeout_s=timeout_s)
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=multipart_threshold,
                                        use_threads=False)
 
