@@ -27,6 +27,10 @@ from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.kafka")
 
+# Delivery errors after which a producer never produces again (see KafkaBackend._renew).
+_FENCED = frozenset({KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+_RENEW_EVERY_S = 10.0
+
 
 class _Ack:
     """Delivery bookkeeping of one request.
@@ -77,12 +81,15 @@ class KafkaBackend:
         self.max_queued = settings.gateway_max_queued_events
         # librdkafka's own queue is sized above our admission bound, so produce() never raises
         # BufferError halfway through a request: a request is admitted whole or not at all.
-        self.producer = Producer(producer_config(
+        self._config = producer_config(
             settings,
             **{"queue.buffering.max.messages": self.max_queued + 2 * settings.gateway_max_batch_events + 1000,
                # Topics are created deliberately (`evpipe topics create`), with the configured partitions.
                "allow.auto.create.topics": False, "error_cb": self._on_error},
-        ))
+        )
+        self.producer = Producer(self._config)
+        self._renewed_at = 0.0
+        self._retired: list[Producer] = []  # fenced producers, purged; closed at shutdown
         self._done: collections.deque[_Ack] = collections.deque()
         self._waiting = 0  # requests awaiting delivery reports
         self._pump_task: asyncio.Task[None] | None = None
@@ -97,10 +104,9 @@ class KafkaBackend:
             log.warning("kafka backend not ready at start: %s", reason)
 
     async def _pump(self) -> None:
-        poll = self.producer.poll
         while True:
             try:
-                poll(0)
+                self.producer.poll(0)  # not hoisted: a fenced producer is replaced (see _renew)
                 self._resolve_done()
             except Exception:  # a dead pump would turn every request into a 503: log and keep pumping
                 log.exception("kafka: serving delivery reports failed")
@@ -211,7 +217,25 @@ class KafkaBackend:
         finally:
             timer.cancel()
         if error is not None:
+            if error.code() in _FENCED:
+                self._renew(error)
             raise Unavailable(f"broker refused the events: {error.str()}", 2, enqueued=True)
+
+    def _renew(self, error: KafkaError) -> None:
+        """Replace a producer the broker fenced: it would refuse every message from now on.
+
+        Seen on Tansu after an outage longer than message.timeout.ms: the idempotent producer bumps its
+        epoch for the timed-out messages (KIP-360, which Kafka accepts) and Tansu answers PRODUCER_FENCED to
+        everything after. What the old producer still holds is purged, so those requests fail now (to the
+        fallback store, or 503) instead of at their deadline."""
+        if time.monotonic() - self._renewed_at < _RENEW_EVERY_S:
+            return
+        self._renewed_at = time.monotonic()
+        old, self.producer = self.producer, Producer(self._config)
+        log.warning("kafka: the broker fenced the producer (%s): replaced it with a new one", error.str())
+        old.purge()
+        old.poll(0)  # serves the purged messages' reports: their requests are answered now
+        self._retired.append(old)
 
     async def ready(self) -> str | None:
         if self._fatal is not None:
@@ -247,6 +271,8 @@ class KafkaBackend:
         if self._pump_task is not None:
             self._pump_task.cancel()
         timeout = max(10.0, 2 * self.settings.gateway_deadline_s)
+        for old in self._retired:
+            await asyncio.to_thread(old.flush, 1.0)
         left = await asyncio.to_thread(self.producer.flush, timeout)
         if left:
             log.error("kafka: %d events not acknowledged at shutdown (none of them was answered 2xx)", left)

@@ -258,3 +258,49 @@ def test_paused_broker_with_the_fallback_answers_2xx_and_the_drain_delivers_ever
     found = topic_event_ids(private_broker.bootstrap, private_broker.topic, load.acked)
     missing = load.acked - found
     assert not missing, f"{len(missing)} of {len(load.acked)} acknowledged events missing"
+
+
+def test_a_producer_the_broker_fences_after_a_long_outage_is_replaced(private_broker: Broker,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages that time out in the producer (an outage longer than message.timeout.ms) make the idempotent
+    producer bump its epoch; Tansu then answers PRODUCER_FENCED to everything. The backend starts a new one."""
+    import asyncio
+
+    from gateway.backends import kafka as kafka_backend
+    from gateway.backends.base import Record, Unavailable
+    from tests.gateway.helpers import kafka_settings
+
+    real_config = kafka_backend.producer_config
+    monkeypatch.setattr(kafka_backend, "producer_config",
+                        lambda *a, **kw: real_config(*a, **kw) | {"message.timeout.ms": 3000})
+    backend = kafka_backend.KafkaBackend(kafka_settings(private_broker.bootstrap, private_broker.topic))
+
+    def records(n: int) -> list[Record]:
+        return [Record(f"src:u{i}".encode(), f'{{"event_id":"{uuid.uuid4()}"}}'.encode(), {}) for i in range(n)]
+
+    async def run() -> tuple[int, float]:
+        await backend.start()
+        try:
+            await backend.send(records(5), [], 10)
+            os.kill(private_broker.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(Unavailable):
+                    await backend.send(records(5), [], 1)
+                await asyncio.sleep(5)  # past message.timeout.ms: the producer's messages expire
+            finally:
+                os.kill(private_broker.pid, signal.SIGCONT)
+            resumed, failures = time.monotonic(), 0
+            while time.monotonic() - resumed < 60:
+                try:
+                    await backend.send(records(5), [], 5)
+                    return failures, time.monotonic() - resumed
+                except Unavailable:
+                    failures += 1
+                    await asyncio.sleep(0.5)
+            raise AssertionError(f"the producer never produced again ({failures} refusals)")
+        finally:
+            await backend.close()
+
+    failures, took = asyncio.run(run())
+    print(f"producing again {took:.1f}s after the broker returned, {failures} refusals, {len(backend._retired)} renewal(s)")
+    assert len(backend._retired) == 1  # fenced once, replaced once
