@@ -50,6 +50,7 @@ SHARED: tuple[tuple[str, str], ...] = (
     ("Postgres", "evpipe.settings:PostgresSettings"),
     ("Redis", "evpipe.settings:RedisSettings"),
     ("Archive", "evpipe.settings:ArchiveSettings"),
+    ("Privacy", "evpipe.privacy.settings:PrivacySettings"),
     ("Consumer runtime", "consumers.runtime.settings:ConsumerSettings"),
 )
 

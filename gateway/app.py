@@ -32,6 +32,7 @@ from gateway.fallback.service import Fallback
 from gateway.intake import Incoming, Intake, error_response, json_response
 from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gateway.openapi import openapi_document
+from gateway.privacy import GatewayPrivacy
 from gateway.segment import CALLS, SHORT_PATHS
 from gateway.settings import DEV_API_KEYS, GatewaySettings
 
@@ -52,11 +53,14 @@ class Gateway:
         self.backend = backend or create_backend(settings)
         self.metrics = GatewayMetrics(lambda: float(self.backend.queued()))
         self.fallback = Fallback.create(settings, self.backend, self.metrics.fallback)
-        self.intake = Intake(settings, keys, client_ip, self.backend, self.metrics, self.fallback)
+        self.privacy = GatewayPrivacy.create(settings)
+        self.intake = Intake(settings, keys, client_ip, self.backend, self.metrics, self.fallback,
+                             self.privacy.cache)
         self.draining = False
         self.started = False
         self._flusher: asyncio.Task[None] | None = None
         self._fallback_task: asyncio.Task[None] | None = None
+        self._privacy_task: asyncio.Task[None] | None = None
         self.openapi = orjson.dumps(openapi_document(settings))
 
     @property
@@ -74,11 +78,12 @@ class Gateway:
         if self.fallback is not None:
             log.info("fallback store for broker outages: %s", self.fallback.store.uri)
             self._fallback_task = asyncio.create_task(self.fallback.run(), name="fallback")
+        self._privacy_task = asyncio.create_task(self.privacy.refresh_forever(), name="suppression-list")
         self.started = True
 
     async def close(self) -> None:
         self.draining = True
-        for task in (self._flusher, self._fallback_task):
+        for task in (self._flusher, self._fallback_task, self._privacy_task):
             if task is not None:
                 task.cancel()
         if self.fallback is not None:
@@ -227,6 +232,9 @@ def create_app(settings: GatewaySettings, backend: Backend | None = None) -> Gat
         Route("/readyz", gateway.readyz, methods=["GET"]),
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", gateway.openapi_endpoint, methods=["GET"]),
+        Route("/admin/privacy/requests", gateway.privacy.create_request, methods=["POST"]),
+        Route("/admin/privacy/requests", gateway.privacy.list_requests, methods=["GET"]),
+        Route("/admin/privacy/requests/{request_id}", gateway.privacy.get_request, methods=["GET"]),
     ]
     middleware = []
     origins = [o.strip() for o in settings.gateway_cors_origins.split(",") if o.strip()]

@@ -23,6 +23,7 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from evpipe.privacy.cache import SuppressionCache
 from gateway import ingest
 from gateway.auth import Identity, KeyStore, key_from_headers
 from gateway.backends.base import WHOLE_BODY, Backend, RawBytes, Record, Rejected, Unavailable
@@ -78,13 +79,15 @@ class _Request:
 
 class Intake:
     def __init__(self, settings: GatewaySettings, keys: KeyStore, client_ip: ClientIp, backend: Backend,
-                 metrics: GatewayMetrics, fallback: Fallback | None = None) -> None:
+                 metrics: GatewayMetrics, fallback: Fallback | None = None,
+                 suppressions: SuppressionCache | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.client_ip = client_ip
         self.backend = backend
         self.metrics = metrics
         self.fallback = fallback
+        self.suppressions = suppressions
         self.limiter = RateLimiter(settings.gateway_rate_limit_events_per_s, settings.gateway_rate_limit_burst)
         self.validator = EventValidator(max_event_bytes=settings.gateway_max_event_bytes)
         self.limits = Limits(settings.gateway_max_body_bytes, settings.gateway_max_decompressed_bytes,
@@ -165,6 +168,7 @@ class Intake:
         if outcome.rejected and parsed.single and outcome.rejected[0].reason.endswith("-byte limit"):
             await self._keep(outcome.rejected)
             return error_response(413, f"{outcome.rejected[0].reason} (GATEWAY_MAX_EVENT_BYTES)")
+        suppressed = self._suppress(outcome)
         count = len(parsed.events)
         self.metrics.inflight.inc(count)
         started = time.perf_counter()
@@ -178,9 +182,26 @@ class Intake:
             self.metrics.inflight.dec(count)
         self.metrics.accepted.inc(len(outcome.records))
         document = outcome.response()
+        document["accepted"] += suppressed  # answered like any accepted event: the client learns nothing
         if segment_call:
-            document["success"] = bool(outcome.records)
-        return json_response(document, 200 if outcome.records else 400)
+            document["success"] = bool(outcome.records) or suppressed > 0
+        return json_response(document, 200 if outcome.records or suppressed else 400)
+
+    def _suppress(self, outcome: Outcome) -> int:
+        """Drop the events of suppressed users (privacy): counted, never produced; returns how many."""
+        if self.suppressions is None:
+            return 0
+        suppressions = self.suppressions.snapshot()
+        if suppressions.empty:
+            return 0
+        matches = suppressions.matches
+        kept = [r for r in outcome.records
+                if not matches(r.event.get("source_id"), r.event.get("user_id"), r.event.get("anonymous_id"))]
+        dropped = len(outcome.records) - len(kept)
+        if dropped:
+            outcome.records = kept
+            self.metrics.suppressed.inc(dropped)
+        return dropped
 
     # -- refusals --------------------------------------------------------------------------------------
 

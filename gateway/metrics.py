@@ -37,6 +37,8 @@ class GatewayMetrics:
                                 ["route", "status"], registry=r)
         self.accepted = Counter("evpipe_gateway_events_accepted", "Events durably handed to the backend.",
                                 registry=r)
+        self.suppressed = Counter("evpipe_gateway_events_suppressed", "Events of users on the privacy "
+                                  "suppression list: answered 2xx, never handed to the backend.", registry=r)
         self.rejected = Counter("evpipe_gateway_events_rejected", "Events refused, by reason class.",
                                 ["reason"], registry=r)
         self.backend_latency = Histogram(

@@ -114,6 +114,7 @@ def openapi_document(_settings: GatewaySettings | None = None) -> dict[str, Any]
                           ("/metrics", "Prometheus metrics"), ("/openapi.json", "This document")):
         paths[path] = {"get": {"summary": summary, "tags": ["operations"], "responses": {
             "200": {"description": "OK"}, **({"503": {"description": "Not ready"}} if path == "/readyz" else {})}}}
+    paths.update(_admin_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "evpipe gateway", "version": "1",
@@ -135,6 +136,34 @@ def openapi_document(_settings: GatewaySettings | None = None) -> dict[str, Any]
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
                 "basic": {"type": "http", "scheme": "basic", "description": "Segment style: write key as user name."},
             },
+        },
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    """The privacy admin routes (gateway/privacy.py): GATEWAY_ADMIN_KEYS only, never an ingest key."""
+    auth = {"401": {"description": "No admin key"}, "404": {"description": "Admin routes off (no GATEWAY_ADMIN_KEYS)"},
+            "503": {"description": "The privacy store did not answer"}}
+    body = {"type": "object", "required": ["action"], "properties": {
+        "action": {"type": "string", "enum": ["delete", "suppress"]}, "user_id": {"type": "string"},
+        "anonymous_id": {"type": "string"}, "source_id": {"type": "string", "description": "empty: every source"}},
+        "description": "Exactly one of user_id and anonymous_id."}
+    tag = ["privacy"]
+    return {
+        "/admin/privacy/requests": {
+            "post": {"summary": "Suppress a subject now and record the request (a deletion is then run by "
+                                "`evpipe privacy run`); asking again returns the same request",
+                     "tags": tag, "requestBody": {"content": {"application/json": {"schema": body}}},
+                     "responses": {"202": {"description": "Recorded; the subject is suppressed"},
+                                   "400": {"description": "Bad request body"}, **auth}},
+            "get": {"summary": "Every privacy request, newest first", "tags": tag,
+                    "responses": {"200": {"description": "OK"}, **auth}},
+        },
+        "/admin/privacy/requests/{request_id}": {
+            "get": {"summary": "One request: status, steps, rows and files touched, the checks that 0 remain",
+                    "tags": tag, "parameters": [{"name": "request_id", "in": "path", "required": True,
+                                                 "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "OK"}, **auth}},
         },
     }
 

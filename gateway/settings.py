@@ -8,14 +8,27 @@ from typing import Literal
 from pydantic import Field
 
 from evpipe.gctune import DEFAULT_GEN0_THRESHOLD
-from evpipe.settings import KafkaSettings, LogSettings, PostgresSettings, RedisSettings, StateSettings
+from evpipe.privacy.settings import PrivacySettings
+from evpipe.settings import (
+    ClickHouseSettings,
+    KafkaSettings,
+    LogSettings,
+    PostgresSettings,
+    RedisSettings,
+    StateSettings,
+)
 
 DEV_API_KEYS = "dev-key=dev"
 
 
-class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, StateSettings, LogSettings):
+class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, ClickHouseSettings, PrivacySettings, StateSettings,
+                      LogSettings):
     gateway_backend: Literal["kafka", "redis", "postgres"] = Field(
         "kafka", description="Where accepted events go: kafka (stage 3), redis (stage 2) or postgres (stage 1)."
+    )
+    gateway_admin_keys: str = Field(
+        "", description="Keys of the admin routes (/admin/privacy/...), comma-separated; never an ingest key. "
+        "Empty: the admin routes answer 404.",
     )
     gateway_host: str = Field("127.0.0.1", description="Interface to listen on.")
     gateway_port: int = Field(8080, ge=0, le=65535, description="HTTP port (serves the API and /metrics).")

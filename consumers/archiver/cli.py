@@ -36,9 +36,12 @@ def run(_args: argparse.Namespace) -> int:
     from consumers.archiver.store import LocalStore, open_store
     from consumers.runtime import ConsumerLoop
     from consumers.runtime.metrics import ConsumerMetrics, process_registry, serve
+    from consumers.runtime.parse import parse_values
     from consumers.runtime.process import run_until_signalled
+    from consumers.runtime.suppress import suppressing
     from evpipe.gctune import tune_for_throughput
     from evpipe.observability.logs import configure_process
+    from evpipe.privacy.open import open_privacy_store, suppression_cache
     from evpipe.settings import ConfigError, load
 
     settings = load(ArchiverSettings)
@@ -54,8 +57,12 @@ def run(_args: argparse.Namespace) -> int:
     registry = process_registry()  # one per process: the sink's and the runtime's metrics, served together
     sink = ParquetSink(store, settings.archiver_row_group_rows, settings.archiver_zstd_level,
                        settings.archiver_dedup_window_s, settings.archiver_dedup_max_ids, ArchiverMetrics(registry))
-    loop = ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic],
-                        metrics=ConsumerMetrics(registry))
+    metrics = ConsumerMetrics(registry)
+    privacy = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
+                                 clickhouse_database=settings.clickhouse_database)
+    parse = suppressing(parse_values, suppression_cache(privacy, settings), metrics.suppressed)
+    loop = ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic], metrics=metrics,
+                        parse=parse)
     serve(registry, settings.metrics_port)
     logging.getLogger("evpipe.archiver").info(
         "archiving %s to %s (metrics on :%d)", settings.kafka_topic, store.uri, settings.metrics_port)

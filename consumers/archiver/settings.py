@@ -6,10 +6,12 @@ from pydantic import Field
 
 from consumers.archiver.dedup import DEFAULT_MAX_IDS, DEFAULT_WINDOW_S
 from consumers.runtime.settings import ConsumerSettings
-from evpipe.settings import ArchiveSettings, LogSettings, StateSettings
+from evpipe.privacy.settings import PrivacySettings
+from evpipe.settings import ArchiveSettings, ClickHouseSettings, LogSettings, StateSettings
 
 
-class ArchiverSettings(ConsumerSettings, ArchiveSettings, StateSettings, LogSettings):
+class ArchiverSettings(ConsumerSettings, ArchiveSettings, ClickHouseSettings, PrivacySettings, StateSettings,
+                       LogSettings):
     archiver_group: str = Field("evpipe-archiver", description="Consumer group id of the archivers.")
     # Batches are files: cut them large (tens of MB of Parquet), not every few seconds.
     consumer_batch_max_messages: int = Field(1_000_000, ge=1, description="Rotate a partition's file at this many events.")

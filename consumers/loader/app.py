@@ -16,8 +16,11 @@ from consumers.loader.tables import migrate
 from consumers.runtime import ConsumerLoop
 from consumers.runtime.deadletter import DeadLetters
 from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.parse import parse_values
+from consumers.runtime.suppress import suppressing
 from evpipe.clickhouse import connect_waiting
 from evpipe.kafka import producer_config
+from evpipe.privacy.open import open_privacy_store, suppression_cache
 from schemas.fields import FIELDS, Field
 
 log = logging.getLogger("evpipe.loader")
@@ -49,9 +52,12 @@ class Loader:
                                    metrics=LoaderMetrics(self.registry))
         self.admin = AdminServer(settings.loader_admin_host, settings.metrics_port, self.registry)
         topics = [settings.kafka_topic] + ([settings.kafka_replay_topic] if settings.loader_consume_replay else [])
+        metrics = ConsumerMetrics(self.registry)
+        privacy = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
+                                     clickhouse_database=settings.clickhouse_database)
+        parse = suppressing(parse_values, suppression_cache(privacy, settings), metrics.suppressed)
         self.loop = ConsumerLoop(settings, self.sink, settings.loader_group_id, topics, consumer_overrides,
-                                 low_priority_topics=[settings.kafka_replay_topic],
-                                 metrics=ConsumerMetrics(self.registry))
+                                 low_priority_topics=[settings.kafka_replay_topic], metrics=metrics, parse=parse)
 
     def run(self) -> None:
         """Blocks until :meth:`stop` (the entry point maps SIGTERM/SIGINT to it); then flushes, commits, cleans up."""

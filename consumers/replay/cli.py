@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from evpipe.privacy.settings import PrivacySettings
 from evpipe.settings import ArchiveSettings, ClickHouseSettings, KafkaSettings, StateSettings, describe, load
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from consumers.replay.archive import Progress, Summary, Writer
 
 
-class ArchiveReplaySettings(StateSettings, ArchiveSettings, ClickHouseSettings, KafkaSettings):
+class ArchiveReplaySettings(StateSettings, ArchiveSettings, ClickHouseSettings, KafkaSettings, PrivacySettings):
     """Environment of `evpipe replay archive`: where the archive is, and both possible targets."""
 
     loader_dedup_days: int = Field(
@@ -143,7 +144,7 @@ def run_archive(args: argparse.Namespace) -> int:
         source = args.source_topic or settings.kafka_topic
         files = list_files(store, source, window)
         print(f"{len(files)} archive file(s) of {source} overlap {window.label()} in {store.uri}")
-        writer = None if args.dry_run else _writer(settings, args)
+        writer = None if args.dry_run else _suppressing(settings, _writer(settings, args))
         if writer is not None and args.max_rate:
             writer = PacedWriter(writer, Pacer(args.max_rate))
         summary = _with_progress(lambda progress: backfill(store, source, window, writer, settings.replay_batch_rows,
@@ -183,6 +184,17 @@ def _writer(settings: ArchiveReplaySettings, args: argparse.Namespace) -> Writer
         raise ReplayError(str(exc)) from None
     return ClickHouseWriter(client, settings.clickhouse_database, settings.loader_dedup_days,
                             cluster=settings.clickhouse_cluster)
+
+
+def _suppressing(settings: ArchiveReplaySettings, writer: Writer) -> Writer:
+    """The writer behind the suppression list (stage 3's, in ClickHouse), unless PRIVACY_STORE=off."""
+    from consumers.replay.suppress import SuppressingWriter
+    from evpipe.privacy.open import open_privacy_store, suppression_cache
+
+    store = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
+                               clickhouse_database=settings.clickhouse_database)
+    cache = suppression_cache(store, settings)
+    return writer if cache is None else SuppressingWriter(writer, cache)
 
 
 def _with_progress(run: Callable[[Progress], Summary], total_bytes: int) -> Summary:

@@ -41,6 +41,9 @@ class ConsumerMetrics:
             "Messages the live topics are behind (checked when a backfill lane exists).", registry=r)
         self.assigned = Gauge("evpipe_consumer_assigned_partitions", "Partitions assigned to this member.",
                               registry=r)
+        self.suppressed = Counter(
+            "evpipe_consumer_events_suppressed", "Events dropped before the sink because their user is on the "
+            "privacy suppression list.", registry=r)
         self.write_seconds = Histogram(
             "evpipe_consumer_batch_write_seconds", "Time to begin and write one batch in the sink.",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r)

@@ -16,6 +16,18 @@ from consumers.runtime.parse import Parsed, Poison
 from consumers.worker.metrics import WorkerMetrics
 from consumers.worker.writer import Entry
 from evpipe import pgstore
+from evpipe.privacy.subjects import SuppressionSet
+
+_SOURCE, _USER, _ANONYMOUS = (pgstore.COLUMNS.index(n) for n in ("source_id", "user_id", "anonymous_id"))
+
+
+def filter_entries(entries: list[Entry], suppressions: SuppressionSet) -> tuple[list[Entry], list[int]] | None:
+    """The suppression step's row filter for the worker's entries (``consumers.runtime.suppress``)."""
+    matches = suppressions.matches
+    kept = [i for i, (_item, row) in enumerate(entries) if not matches(row[_SOURCE], row[_USER], row[_ANONYMOUS])]
+    if len(kept) == len(entries):
+        return None
+    return [entries[i] for i in kept], kept
 
 
 class RowParser:

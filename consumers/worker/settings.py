@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from evpipe.privacy.settings import PrivacySettings
 from evpipe.settings import LogSettings, PostgresSettings, RedisSettings
 
 
-class WorkerSettings(RedisSettings, PostgresSettings, LogSettings):
+class WorkerSettings(RedisSettings, PostgresSettings, PrivacySettings, LogSettings):
     worker_table: str = Field(
         "events", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,49}(\.[A-Za-z_][A-Za-z0-9_]{0,49})?$",
         description="Events table, optionally schema-qualified (schema.events).")

@@ -33,13 +33,15 @@ from consumers.runtime.commit import RetryPolicy
 from consumers.runtime.config import LoopConfig
 from consumers.runtime.loop import ConsumerLoop
 from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.suppress import suppressing
 from consumers.worker.metrics import WorkerMetrics
-from consumers.worker.parse import RowParser
+from consumers.worker.parse import RowParser, filter_entries
 from consumers.worker.queue import ReliableQueue
 from consumers.worker.settings import WorkerSettings
 from consumers.worker.sink import PostgresSink, RedisDeadLetters
 from consumers.worker.source import RedisListSource
 from evpipe.backoff import Backoff
+from evpipe.privacy.open import open_privacy_store, suppression_cache
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +81,13 @@ class Worker:
                                       Backoff(settings.worker_backoff_initial_s, settings.worker_backoff_max_s, 0.2))
         dead_letters = RedisDeadLetters(self.queue, self.metrics)
         self.sink = PostgresSink(settings, self.worker_id, self.metrics, dead_letters)
+        loop_metrics = ConsumerMetrics(self.metrics.registry)
+        privacy = open_privacy_store(settings.privacy_store, "postgres", database_url=settings.database_url,
+                                     postgres_table=settings.worker_table)
+        parse = suppressing(RowParser(self.metrics), suppression_cache(privacy, settings), loop_metrics.suppressed,
+                            filter_entries)
         self.loop = ConsumerLoop(loop_config(settings), self.sink, self.worker_id, [self.queue.main],
-                                 metrics=ConsumerMetrics(self.metrics.registry), source=self.source,
-                                 dead_letters=dead_letters, parse=RowParser(self.metrics))
+                                 metrics=loop_metrics, source=self.source, dead_letters=dead_letters, parse=parse)
         self.exit_code: int | None = None  # set when run() returns: 0 clean, 1 events left for reclaim
 
     def stop(self) -> None:
