@@ -18,11 +18,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from evpipe.testing.local import API_KEY, SOURCE_ID, TEST_DEFAULTS
-from evpipe.testing.pipeline import Endpoints, Pipeline, PipelineError
+from evpipe.testing.pipeline import Endpoints, Pipeline, PipelineError, PipelineRunner
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -67,7 +66,7 @@ def docker_engine_answers() -> bool:
         return False
 
 
-class ContainerPipeline:
+class ContainerPipeline(PipelineRunner):
     """Start the pipeline's containers on entry; remove them and their network on exit."""
 
     def __init__(self, workdir: Path, image: str | None = None, env: Mapping[str, str] | None = None,
@@ -79,12 +78,6 @@ class ContainerPipeline:
         self.network: Network | None = None
         self.containers: dict[str, DockerContainer] = {}
         self.pipeline: Pipeline | None = None
-
-    def __enter__(self) -> Pipeline:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     def start(self) -> Pipeline:
         if not docker_engine_answers():

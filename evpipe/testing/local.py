@@ -19,12 +19,11 @@ import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from evpipe.local.broker import LocalBroker
 from evpipe.local.daemon import Daemon, StartError, free_port
-from evpipe.testing.pipeline import Endpoints, Pipeline, PipelineError
+from evpipe.testing.pipeline import Endpoints, Pipeline, PipelineError, PipelineRunner
 
 if TYPE_CHECKING:
     from evpipe.local.stack import PipelineProcess
@@ -46,7 +45,7 @@ TEST_DEFAULTS = {
 STOP_TIMEOUT_S = 20.0
 
 
-class LocalPipeline:
+class LocalPipeline(PipelineRunner):
     """Start a private pipeline under ``workdir`` on entry; stop every process on exit.
 
     ``env`` adds or overrides variables of every process (e.g. ``{"KAFKA_PARTITIONS": "6"}``).
@@ -59,12 +58,6 @@ class LocalPipeline:
         self.broker = LocalBroker(self.state, free_port())
         self.ports = {name: free_port() for name in ("clickhouse", "gateway", "archiver", "loader")}
         self.pipeline: Pipeline | None = None
-
-    def __enter__(self) -> Pipeline:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     def start(self) -> Pipeline:
         self.state.mkdir(parents=True, exist_ok=True)

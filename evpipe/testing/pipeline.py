@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -189,3 +190,19 @@ def _canonical_uuid(value: str) -> str:
 def _is_data_file(path: Path, root: Path) -> bool:
     """Data files only: the archiver's bookkeeping lives under ``_``-prefixed folders, temp files start with ``.``."""
     return not any(part.startswith(("_", ".")) for part in path.relative_to(root).parts)
+
+
+class PipelineRunner:
+    """What starts and stops a pipeline (local processes or containers); ``with runner as pipeline:``."""
+
+    def start(self) -> Pipeline:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
