@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consumers.replay.cli",
     "consumers.loader.query_cli",
     "consumers.replay.deadletter_cli",
+    "consumers.privacy.cli",
 )
 
 

@@ -64,6 +64,7 @@ PROCESSES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("ClickHouse server", ("evpipe.chserver.settings:ClickHouseServerSettings",), "evpipe clickhouse serve"),
     ("Replay from the archive", ("consumers.replay.cli:ArchiveReplaySettings",), "evpipe replay archive"),
     ("Local stack", ("evpipe.local.stack:StackSettings",), "evpipe dev"),
+    ("Privacy requests", ("consumers.privacy.settings:PrivacyCommandSettings",), "evpipe privacy"),
 )
 
 # Commands that read shared variables only: (command, "module:Class").

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from consumers.archiver import userindex
 from consumers.archiver.dedup import DEFAULT_MAX_IDS, DEFAULT_WINDOW_S, Deduplicator
 from consumers.archiver.layout import data_key, manifest_key
 from consumers.archiver.metrics import ArchiverMetrics
@@ -70,6 +71,7 @@ class ParquetSink:
             key = data_key(batch.topic, batch.partition, batch.first_offset, batch.last_offset, hour)
             data = self._encode(table)
             started = time.perf_counter()
+            self.store.put(userindex.index_key(key), userindex.encode(userindex.build(table)))  # index first
             self.store.put(key, data)
             self.metrics.upload_seconds.observe(time.perf_counter() - started)
             self.metrics.files.labels(batch.topic).inc()

@@ -40,6 +40,7 @@ class PrivacyRequest:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
     updated_at: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier runs' steps
 
     @classmethod
     def new(cls, action: Action, subject: Subject, requested_by: str) -> PrivacyRequest:
@@ -52,13 +53,13 @@ class PrivacyRequest:
         return {"id": self.id, "action": self.action, "subject": self.subject.document(),
                 "requested_by": self.requested_by, "requested_at": self.requested_at, "status": self.status,
                 "suppressed_at": self.suppressed_at, "runs": self.runs, "steps": self.steps, "error": self.error,
-                "updated_at": self.updated_at}
+                "updated_at": self.updated_at, "history": self.history}
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> PrivacyRequest:
         return cls(doc["id"], doc["action"], Subject.of(doc["subject"]), doc["requested_by"], doc["requested_at"],
                    doc.get("status", "pending"), doc.get("suppressed_at"), doc.get("runs", 0),
-                   doc.get("steps") or {}, doc.get("error"), doc.get("updated_at"))
+                   doc.get("steps") or {}, doc.get("error"), doc.get("updated_at"), doc.get("history") or [])
 
 
 class Ledger:
