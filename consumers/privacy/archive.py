@@ -108,13 +108,14 @@ class ArchiveEraser:
         removed = 0 if drop is None else int(pc.sum(drop).as_py() or 0)
         if removed:
             kept = table.filter(pc.invert(drop))
-            replace(self.store, key, self._encode(kept, parquet.schema_arrow), request_id)
+            replace(self.store, key, self.encode(kept, parquet.schema_arrow), request_id)
             table = kept
             log.info("rewrote %s without %d row(s)", key, removed)
         self.store.put(userindex.index_key(key), userindex.encode(userindex.build(table)))
         return removed
 
-    def _encode(self, table: pa.Table, schema: pa.Schema) -> pa.Buffer:
+    def encode(self, table: pa.Table, schema: pa.Schema) -> pa.Buffer:
+        """The archiver's encoding, in the file's own schema."""
         out = pa.BufferOutputStream()
         pq.write_table(table.cast(schema), out, compression="zstd", compression_level=self.encoding.zstd_level,
                        row_group_size=self.encoding.row_group_rows)
