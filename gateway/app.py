@@ -50,10 +50,10 @@ class Gateway:
         # Configuration first: a bad key list or proxy fails before any backend connection is opened.
         keys = KeyStore(load_keys(settings.gateway_api_keys, settings.gateway_api_keys_file))
         client_ip = ClientIp(parse_networks(settings.gateway_trusted_proxies))
+        self.privacy = GatewayPrivacy.create(settings)  # admin keys checked; no connection opened here
         self.backend = backend or create_backend(settings)
         self.metrics = GatewayMetrics(lambda: float(self.backend.queued()))
         self.fallback = Fallback.create(settings, self.backend, self.metrics.fallback)
-        self.privacy = GatewayPrivacy.create(settings)
         self.intake = Intake(settings, keys, client_ip, self.backend, self.metrics, self.fallback,
                              self.privacy.cache)
         self.draining = False

@@ -26,7 +26,7 @@ from evpipe.privacy.open import Stage, open_privacy_store, suppression_cache
 from evpipe.privacy.request import Ledger, PrivacyRequest
 from evpipe.privacy.store import PrivacyStore, PrivacyStoreError
 from evpipe.privacy.subjects import ALL_SOURCES, KINDS, Subject
-from gateway.auth import KeyConfigError, KeyStore, key_from_headers, parse_pairs
+from gateway.auth import KeyConfigError, KeyStore, key_from_headers, load_keys, parse_pairs
 from gateway.intake import error_response, json_response
 from gateway.settings import GatewaySettings
 
@@ -46,6 +46,10 @@ class GatewayPrivacy:
         self.store = store
         self.cache: SuppressionCache | None = suppression_cache(store, settings)
         admin = parse_pairs(settings.gateway_admin_keys.split(","), "GATEWAY_ADMIN_KEYS")
+        shared = set(admin) & set(load_keys(settings.gateway_api_keys, settings.gateway_api_keys_file))
+        if shared:
+            raise KeyConfigError("GATEWAY_ADMIN_KEYS: an admin key is also an ingest key (GATEWAY_API_KEYS); "
+                                 "give the admin routes keys of their own")
         self.admins = KeyStore(admin) if admin else None
 
     @classmethod

@@ -82,7 +82,7 @@ class ClickHouseEraser:
     def delete(self, subject: Subject, months: list[str]) -> None:
         where, params = subject_filter(subject)
         self.client.command(f"DELETE FROM {self.tables.events} WHERE {where}", parameters=params,
-                            settings={"lightweight_deletes_sync": 2})
+                            settings={"mutations_sync": 2})  # waited for (lightweight_deletes_sync from 24.4)
         for month in months:  # the bytes too: rewrite the touched parts without the masked rows
             self.client.command(f"ALTER TABLE {self.tables.events} APPLY DELETED MASK IN PARTITION {int(month)}",
                                 settings={"mutations_sync": 2})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import orjson
+import pytest
 import redis
 from starlette.testclient import TestClient
 
@@ -66,6 +67,8 @@ def test_admin_routes_need_an_admin_key(redis_server: Service, redis_prefix: str
         assert one.status_code == 200 and one.json()["subject"]["value"] == "dev-1"
         assert len(app.get("/admin/privacy/requests", headers=ADMIN).json()["requests"]) == 1
         assert app.post("/admin/privacy/requests", json={"action": "x"}, headers=ADMIN).status_code == 400
+    with pytest.raises(SystemExit, match="also an ingest key"):
+        create_app(settings.model_copy(update={"gateway_admin_keys": "key-a=alice"}))
     off = settings.model_copy(update={"gateway_admin_keys": ""})
     with TestClient(create_app(off)) as app:
         assert app.get("/admin/privacy/requests", headers=ADMIN).status_code == 404
