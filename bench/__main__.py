@@ -11,7 +11,7 @@ import importlib
 import subprocess
 import sys
 
-BENCHMARKS = ("gateway", "worker", "archiver", "loader", "replay", "e2e", "step", "recovery", "privacy")
+BENCHMARKS = ("gateway", "worker", "archiver", "loader", "replay", "e2e", "step", "recovery", "peers", "privacy")
 
 
 def available() -> list[str]:
