@@ -1,7 +1,7 @@
 """Child process: Arroyo's ``RunTask`` with a no-op function, then ``CommitOffsets`` (``python -m bench.peers.noop_arroyo``).
 
-Arroyo's defaults otherwise: one message per poll, offsets committed at most once a second
-(``StreamProcessor``'s default commit policy). With ``--record FILE`` the function appends
+Arroyo's defaults otherwise: one message per poll, offsets committed synchronously at most once a
+second (``StreamProcessor``'s default commit policy), librdkafka's auto-commit left off (see below). With ``--record FILE`` the function appends
 ``partition offset`` to FILE with ``os.write`` on an O_APPEND descriptor: each call's side effect
 is in the kernel before the function returns, so a kill -9 loses none, and a message processed
 twice (redelivered after a kill, its offset not yet committed) shows as a repeated line.
@@ -61,7 +61,9 @@ def main() -> None:
     config = build_kafka_consumer_configuration(
         # The same Tansu-friendly settings every consumer in this bench gets (see bench/peers/__init__.py).
         {"bootstrap.servers": args.bootstrap, "fetch.queue.backoff.ms": 10, "session.timeout.ms": 6000},
-        group_id=args.group, auto_offset_reset="earliest")
+        # The builder's default hands commits to librdkafka's auto-commit (every 5 s, auto.commit.interval.ms),
+        # so CommitOffsets would only stage offsets; off, its commits are real: at most once a second.
+        group_id=args.group, auto_offset_reset="earliest", enable_auto_commit=False)
     processor = StreamProcessor(KafkaConsumer(config), Topic(args.topic),
                                 NoopFactory(noop_recorded if args.record else noop))
 
