@@ -69,7 +69,7 @@ def test_delete_a_on_postgres(postgres: Service, redis_server: Service, redis_pr
             # New events of A: 2xx, never pushed; a re-delivered one (pushed behind the gateway) is dropped by the worker.
             answer = client.post("/v1/events", json=[{"type": "t", "user_id": "A"}], headers=AUTH)
             assert answer.status_code == 200 and answer.json()["accepted"] == 1
-            late = {"event_id": "018f0000-0000-7000-8000-000000000001", "type": "t", "source_id": "web",
+            late: dict[str, object] = {"event_id": "018f0000-0000-7000-8000-000000000001", "type": "t", "source_id": "web",
                     "user_id": "A", "anonymous_id": None, "occurred_at": None,
                     "received_at": "2026-12-01T10:00:00.000Z", "properties": {}, "context": {}, "schema_version": 1}
             redis.Redis.from_url(redis_server.url).rpush(queue, orjson.dumps(late))
