@@ -54,6 +54,8 @@ class Gateway:
         self.backend = backend or create_backend(settings)
         self.metrics = GatewayMetrics(lambda: float(self.backend.queued()))
         self.fallback = Fallback.create(settings, self.backend, self.metrics.fallback)
+        if (cache := self.privacy.cache) is not None:
+            self.metrics.suppression_age.set_function(lambda: cache.age_s)
         self.intake = Intake(settings, keys, client_ip, self.backend, self.metrics, self.fallback,
                              self.privacy.cache)
         self.draining = False

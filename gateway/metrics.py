@@ -39,6 +39,9 @@ class GatewayMetrics:
                                 registry=r)
         self.suppressed = Counter("evpipe_gateway_events_suppressed", "Events of users on the privacy "
                                   "suppression list: answered 2xx, never handed to the backend.", registry=r)
+        self.suppression_age = Gauge(
+            "evpipe_privacy_suppression_list_age_seconds", "Seconds since this gateway last read the privacy "
+            "suppression list (normally below PRIVACY_REFRESH_S; 0 when PRIVACY_STORE=off).", registry=r)
         self.rejected = Counter("evpipe_gateway_events_rejected", "Events refused, by reason class.",
                                 ["reason"], registry=r)
         self.backend_latency = Histogram(

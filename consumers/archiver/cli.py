@@ -60,7 +60,7 @@ def run(_args: argparse.Namespace) -> int:
     metrics = ConsumerMetrics(registry)
     privacy = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
                                  clickhouse_database=settings.clickhouse_database)
-    parse = suppressing(parse_values, suppression_cache(privacy, settings), metrics.suppressed)
+    parse = suppressing(parse_values, suppression_cache(privacy, settings), metrics)
     loop = ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic], metrics=metrics,
                         parse=parse)
     serve(registry, settings.metrics_port)

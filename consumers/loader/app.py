@@ -55,7 +55,7 @@ class Loader:
         metrics = ConsumerMetrics(self.registry)
         privacy = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
                                      clickhouse_database=settings.clickhouse_database)
-        parse = suppressing(parse_values, suppression_cache(privacy, settings), metrics.suppressed)
+        parse = suppressing(parse_values, suppression_cache(privacy, settings), metrics)
         self.loop = ConsumerLoop(settings, self.sink, settings.loader_group_id, topics, consumer_overrides,
                                  low_priority_topics=[settings.kafka_replay_topic], metrics=metrics, parse=parse)
 

@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     actions.add_parser("list", help="every request, newest first").set_defaults(func=run_list)
     pending = actions.add_parser("run", help="carry out requests not done yet (e.g. from the admin routes)")
     pending.add_argument("request_id", nargs="?")
+    pending.add_argument("--all", action="store_true",
+                         help="done requests too: erase again what a restore from a backup brought back")
     pending.set_defaults(func=run_pending)
 
 
@@ -126,7 +128,7 @@ def run_pending(args: argparse.Namespace) -> int:
     settings = _settings()
     store = _store(settings)
     ledger = Ledger(store)
-    todo = [r for r in ledger.all() if r.status != "done" and args.request_id in (None, r.id)]
+    todo = [r for r in ledger.all() if (args.all or r.status != "done") and args.request_id in (None, r.id)]
     runner = _runner(settings, store) if todo else None
     failed = 0
     for request in reversed(todo):  # oldest first

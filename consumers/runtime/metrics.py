@@ -44,6 +44,9 @@ class ConsumerMetrics:
         self.suppressed = Counter(
             "evpipe_consumer_events_suppressed", "Events dropped before the sink because their user is on the "
             "privacy suppression list.", registry=r)
+        self.suppression_age = Gauge(
+            "evpipe_privacy_suppression_list_age_seconds", "Seconds since this process last read the privacy "
+            "suppression list (normally below PRIVACY_REFRESH_S; absent when PRIVACY_STORE=off).", registry=r)
         self.write_seconds = Histogram(
             "evpipe_consumer_batch_write_seconds", "Time to begin and write one batch in the sink.",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import Counter
 
+from consumers.runtime.metrics import ConsumerMetrics
 from consumers.runtime.parse import Parse, Parsed
 from evpipe.privacy.cache import SuppressionCache
 from evpipe.privacy.subjects import SuppressionSet
@@ -78,9 +79,13 @@ class SuppressingParse:
         return Parsed(rows, parsed.poison, [parsed.offsets[i] for i in kept])
 
 
-def suppressing(inner: Parse, cache: SuppressionCache | None, counter: Counter,
+def suppressing(inner: Parse, cache: SuppressionCache | None, metrics: ConsumerMetrics,
                 row_filter: RowFilter = filter_arrow) -> Parse:
     """``inner`` with the suppression step in front, or ``inner`` itself when privacy is off."""
-    return inner if cache is None else SuppressingParse(inner, cache, counter, row_filter)
+    if cache is None:
+        metrics.registry.unregister(metrics.suppression_age)
+        return inner
+    metrics.suppression_age.set_function(lambda: cache.age_s)
+    return SuppressingParse(inner, cache, metrics.suppressed, row_filter)
 
 

@@ -84,7 +84,7 @@ class Worker:
         loop_metrics = ConsumerMetrics(self.metrics.registry)
         privacy = open_privacy_store(settings.privacy_store, "postgres", database_url=settings.database_url,
                                      postgres_table=settings.worker_table)
-        parse = suppressing(RowParser(self.metrics), suppression_cache(privacy, settings), loop_metrics.suppressed,
+        parse = suppressing(RowParser(self.metrics), suppression_cache(privacy, settings), loop_metrics,
                             filter_entries)
         self.loop = ConsumerLoop(loop_config(settings), self.sink, self.worker_id, [self.queue.main],
                                  metrics=loop_metrics, source=self.source, dead_letters=dead_letters, parse=parse)

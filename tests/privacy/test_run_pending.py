@@ -46,4 +46,8 @@ def test_run_carries_out_pending_requests(clickhouse: Service, ch_database: str,
     shown = _evpipe(env, "status", pending.id, "--json")
     assert shown.returncode == 0 and '"status": "done"' in shown.stdout
     assert _evpipe(env, "run").stdout.strip().endswith("0 request(s) run, 0 not done")
+    again = _evpipe(env, "run", "--all")  # after a restore: every request again, a new run each
+    assert again.stdout.strip().endswith("1 request(s) run, 0 not done"), again.stdout + again.stderr
+    rerun = ledger.get(pending.id)
+    assert rerun is not None and rerun.runs == 2 and len(rerun.history) == 1
     assert _evpipe(env, "status", "del-nope").returncode == 1
