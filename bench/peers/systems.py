@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -149,8 +150,6 @@ class Metered(System):
         return self._ports.setdefault(lifetime, free_port())
 
     def first_seen(self, lifetime: int) -> float | None:
-        import time
-
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port(lifetime)}/metrics",
                                         timeout=1) as response:
