@@ -36,7 +36,8 @@ log = logging.getLogger("evpipe.gateway")
 def open_gateway_privacy_store(settings: GatewaySettings) -> PrivacyStore | None:
     stage: Stage = "clickhouse" if settings.gateway_backend == "kafka" else "postgres"
     return open_privacy_store(settings.privacy_store, stage, clickhouse_url=settings.clickhouse_url,
-                              clickhouse_database=settings.clickhouse_database, database_url=settings.database_url,
+                              clickhouse_database=settings.clickhouse_database,
+                              clickhouse_cluster=settings.clickhouse_cluster, database_url=settings.database_url,
                               postgres_table=settings.gateway_postgres_table)
 
 

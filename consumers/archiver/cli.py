@@ -59,7 +59,8 @@ def run(_args: argparse.Namespace) -> int:
                        settings.archiver_dedup_window_s, settings.archiver_dedup_max_ids, ArchiverMetrics(registry))
     metrics = ConsumerMetrics(registry)
     privacy = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
-                                 clickhouse_database=settings.clickhouse_database)
+                                 clickhouse_database=settings.clickhouse_database,
+                                 clickhouse_cluster=settings.clickhouse_cluster)
     parse = suppressing(parse_values, suppression_cache(privacy, settings), metrics)
     loop = ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic], metrics=metrics,
                         parse=parse)

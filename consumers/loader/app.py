@@ -54,7 +54,8 @@ class Loader:
         topics = [settings.kafka_topic] + ([settings.kafka_replay_topic] if settings.loader_consume_replay else [])
         metrics = ConsumerMetrics(self.registry)
         privacy = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
-                                     clickhouse_database=settings.clickhouse_database)
+                                     clickhouse_database=settings.clickhouse_database,
+                                     clickhouse_cluster=settings.clickhouse_cluster)
         parse = suppressing(parse_values, suppression_cache(privacy, settings), metrics)
         self.loop = ConsumerLoop(settings, self.sink, settings.loader_group_id, topics, consumer_overrides,
                                  low_priority_topics=[settings.kafka_replay_topic], metrics=metrics, parse=parse)

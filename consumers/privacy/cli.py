@@ -75,7 +75,8 @@ def _store(settings: PrivacyCommandSettings) -> PrivacyStore:
     from evpipe.settings import ConfigError
 
     store = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
-                               clickhouse_database=settings.clickhouse_database, database_url=settings.database_url,
+                               clickhouse_database=settings.clickhouse_database,
+                               clickhouse_cluster=settings.clickhouse_cluster, database_url=settings.database_url,
                                postgres_table=settings.privacy_postgres_table)
     if store is None:
         raise ConfigError("PRIVACY_STORE=off: there is no suppression list or ledger to record requests in")
@@ -95,7 +96,7 @@ def _erasers(settings: PrivacyCommandSettings, store: PrivacyStore) -> list[Eras
     archive = open_store(settings.archive_uri or str(settings.evpipe_state_dir / "archive"), settings.s3_endpoint_url)
     client = connect(settings.clickhouse_url, settings.clickhouse_timeout_s)
     encoding = Encoding(settings.archiver_zstd_level, settings.archiver_row_group_rows)
-    return [ClickHouseEraser(client, settings.clickhouse_database),
+    return [ClickHouseEraser(client, settings.clickhouse_database, settings.clickhouse_cluster),
             ArchiveEraser(archive, settings.kafka_topic, encoding)]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from consumers.loader.tables import Tables
+from consumers.loader.tables import Tables, Topology
 from consumers.privacy.eraser import Save, finish
 from evpipe.privacy.request import PrivacyRequest, now_text
 from evpipe.privacy.subjects import Subject
@@ -48,9 +48,10 @@ def subject_filter(subject: Subject) -> tuple[str, dict[str, Any]]:
 class ClickHouseEraser:
     name = "clickhouse"
 
-    def __init__(self, client: Client, database: str) -> None:
+    def __init__(self, client: Client, database: str, cluster: str = "") -> None:
         self.client = client
         self.tables = Tables(database)
+        self.topology = Topology(cluster)
 
     def erase(self, request: PrivacyRequest, save: Save) -> None:
         step = request.step(self.name)
@@ -80,11 +81,13 @@ class ClickHouseEraser:
         return [[source, kind, minute, int(count)] for source, kind, minute, count in rows]
 
     def delete(self, subject: Subject, months: list[str]) -> None:
+        """On a cluster: on every node's local table (a Distributed table takes no DELETE)."""
         where, params = subject_filter(subject)
-        self.client.command(f"DELETE FROM {self.tables.events} WHERE {where}", parameters=params,
+        local = self.tables.name(self.topology.storage("events")) + self.topology.on_cluster
+        self.client.command(f"DELETE FROM {local} WHERE {where}", parameters=params,
                             settings={"mutations_sync": 2})  # waited for (lightweight_deletes_sync from 24.4)
         for month in months:  # the bytes too: rewrite the touched parts without the masked rows
-            self.client.command(f"ALTER TABLE {self.tables.events} APPLY DELETED MASK IN PARTITION {int(month)}",
+            self.client.command(f"ALTER TABLE {local} APPLY DELETED MASK IN PARTITION {int(month)}",
                                 settings={"mutations_sync": 2})
 
     def correct_rollup(self, delta: list[list[Any]], run: str) -> None:
@@ -93,8 +96,11 @@ class ClickHouseEraser:
         token = f"{run}:{hashlib.sha256(orjson.dumps(delta)).hexdigest()[:16]}"
         rows = [[source, kind, dt.datetime.fromisoformat(minute).replace(tzinfo=dt.UTC), _WRAP - count]
                 for source, kind, minute, count in delta]
+        settings = {"insert_deduplication_token": token, "insert_deduplicate": 1}
+        if self.topology.clustered:  # the token travels with the block to its shard (as the loader inserts)
+            settings["distributed_foreground_insert"] = 1
         self.client.insert(self.tables.rollup, rows, column_names=["source_id", "type", "minute", "events"],
-                           settings={"insert_deduplication_token": token, "insert_deduplicate": 1})
+                           settings=settings)
 
     def remaining(self, subject: Subject) -> int:
         where, params = subject_filter(subject)

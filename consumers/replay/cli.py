@@ -192,7 +192,8 @@ def _suppressing(settings: ArchiveReplaySettings, writer: Writer) -> Writer:
     from evpipe.privacy.open import open_privacy_store, suppression_cache
 
     store = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
-                               clickhouse_database=settings.clickhouse_database)
+                               clickhouse_database=settings.clickhouse_database,
+                               clickhouse_cluster=settings.clickhouse_cluster)
     cache = suppression_cache(store, settings)
     return writer if cache is None else SuppressingWriter(writer, cache)
 

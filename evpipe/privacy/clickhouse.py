@@ -24,9 +24,11 @@ _MISSING = ("UNKNOWN_TABLE", "UNKNOWN_DATABASE", "Code: 60", "Code: 81")
 class ClickHousePrivacyStore:
     name = "clickhouse"
 
-    def __init__(self, url: str, database: str, timeout_s: float = 10.0, client: Client | None = None) -> None:
+    def __init__(self, url: str, database: str, timeout_s: float = 10.0, client: Client | None = None,
+                 cluster: str = "") -> None:
         self.url = url
         self.database = database
+        self.cluster = cluster
         self.timeout_s = timeout_s
         self._client = client
         self._lock = threading.Lock()  # one request at a time on the shared HTTP client
@@ -60,15 +62,25 @@ class ClickHousePrivacyStore:
             raise PrivacyStoreError(f"ClickHouse privacy tables: {str(exc).splitlines()[0][:300]}") from None
 
     def ensure(self) -> None:
-        self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+        on = f" ON CLUSTER '{self.cluster}'" if self.cluster else ""
+        self._command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`{on}")
         self._command(
-            f"CREATE TABLE IF NOT EXISTS {self._table('privacy_suppressions')} "
+            f"CREATE TABLE IF NOT EXISTS {self._table('privacy_suppressions')}{on} "
             "(kind LowCardinality(String), value String, source_id String, request_id String, "
-            "added_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(added_at) ORDER BY (kind, value, source_id)")
+            f"added_at DateTime64(3, 'UTC')) ENGINE = {self._engine('privacy_suppressions', 'added_at')} "
+            "ORDER BY (kind, value, source_id)")
         self._command(
-            f"CREATE TABLE IF NOT EXISTS {self._table('privacy_requests')} "
+            f"CREATE TABLE IF NOT EXISTS {self._table('privacy_requests')}{on} "
             "(request_id String, version UInt64, document String) "
-            "ENGINE = ReplacingMergeTree(version) ORDER BY request_id")
+            f"ENGINE = {self._engine('privacy_requests', 'version')} ORDER BY request_id")
+
+    def _engine(self, table: str, version: str) -> str:
+        """One node: ReplacingMergeTree. A cluster: one replicated table on every node of every shard (a Keeper
+        path without {shard}), so any node a process reaches holds the whole list and ledger."""
+        if not self.cluster:
+            return f"ReplacingMergeTree({version})"
+        path = f"'/clickhouse/tables/privacy/{{database}}/{table}'"
+        return f"ReplicatedReplacingMergeTree({path}, '{{shard}}-{{replica}}', {version})"
 
     def suppressions(self) -> SuppressionSet:
         rows = self._query(f"SELECT DISTINCT kind, value, source_id FROM {self._table('privacy_suppressions')}")

@@ -12,7 +12,8 @@ Stage = Literal["clickhouse", "postgres"]
 
 
 def open_privacy_store(choice: str, default: Stage, *, clickhouse_url: str = "", clickhouse_database: str = "evpipe",
-                       database_url: str = "", postgres_table: str = "events") -> PrivacyStore | None:
+                       clickhouse_cluster: str = "", database_url: str = "",
+                       postgres_table: str = "events") -> PrivacyStore | None:
     """The store named by PRIVACY_STORE (``auto``: the process's own stage's store), or None for ``off``."""
     kind = default if choice == "auto" else choice
     if kind == "off":
@@ -20,7 +21,7 @@ def open_privacy_store(choice: str, default: Stage, *, clickhouse_url: str = "",
     if kind == "clickhouse":
         from evpipe.privacy.clickhouse import ClickHousePrivacyStore
 
-        return ClickHousePrivacyStore(clickhouse_url, clickhouse_database)
+        return ClickHousePrivacyStore(clickhouse_url, clickhouse_database, cluster=clickhouse_cluster)
     if kind == "postgres":
         from evpipe.privacy.postgres import PostgresPrivacyStore
 
