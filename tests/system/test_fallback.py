@@ -114,10 +114,11 @@ def broker_outage(stack: SystemStack, load: OneShotLoad, store: FallbackStore, s
             if s3_gateway is None:
                 peak_pending = max(peak_pending, sum(p.events for p in store.pending()))
     finally:
+        # Taken before the broker goes on: a request it acknowledges right after SIGCONT is no answer of the outage.
+        resumed = time.monotonic()
         os.kill(stack.broker_pid, signal.SIGCONT)
         if s3_gateway is not None:
             s3_gateway.resume()
-    resumed = time.monotonic()
     # Sent once the outage had begun and answered before it ended: the fallback's answers only.
     during = load.answered_between(stopped + 1.0, resumed)
     drain_s = wait_for(lambda: not store.pending(), DRAIN_BOUND_S, "the fallback store drained", poll=0.5)
