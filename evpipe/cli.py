@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evpipe.commands.dev",
     "evpipe.commands.topics",
     "evpipe.commands.tail",
+    "evpipe.commands.plans",
     "evpipe.chserver.cli",
     "gateway.cli",
     "gateway.fallback.cli",
