@@ -35,6 +35,7 @@ from gateway.openapi import openapi_document
 from gateway.privacy import GatewayPrivacy
 from gateway.segment import CALLS, SHORT_PATHS
 from gateway.settings import DEV_API_KEYS, GatewaySettings
+from gateway.tracking import TrackingPlans
 
 log = logging.getLogger("evpipe.gateway")
 
@@ -56,13 +57,16 @@ class Gateway:
         self.fallback = Fallback.create(settings, self.backend, self.metrics.fallback)
         if (cache := self.privacy.cache) is not None:
             self.metrics.suppression_age.set_function(lambda: cache.age_s)
+        self.plans = TrackingPlans(settings.gateway_tracking_plans, settings.gateway_tracking_plans_reload_s,
+                                   self.metrics.plans)  # a bad plan at start is a configuration error
         self.intake = Intake(settings, keys, client_ip, self.backend, self.metrics, self.fallback,
-                             self.privacy.cache)
+                             self.privacy.cache, self.plans)
         self.draining = False
         self.started = False
         self._flusher: asyncio.Task[None] | None = None
         self._fallback_task: asyncio.Task[None] | None = None
         self._privacy_task: asyncio.Task[None] | None = None
+        self._plans_task: asyncio.Task[None] | None = None
         self.openapi = orjson.dumps(openapi_document(settings))
 
     @property
@@ -81,11 +85,13 @@ class Gateway:
             log.info("fallback store for broker outages: %s", self.fallback.store.uri)
             self._fallback_task = asyncio.create_task(self.fallback.run(), name="fallback")
         self._privacy_task = asyncio.create_task(self.privacy.refresh_forever(), name="suppression-list")
+        if self.plans.directory is not None:
+            self._plans_task = asyncio.create_task(self.plans.run(), name="tracking-plans")
         self.started = True
 
     async def close(self) -> None:
         self.draining = True
-        for task in (self._flusher, self._fallback_task, self._privacy_task):
+        for task in (self._flusher, self._fallback_task, self._privacy_task, self._plans_task):
             if task is not None:
                 task.cancel()
         if self.fallback is not None:

@@ -23,6 +23,7 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from evpipe.plans.check import Verdict
 from evpipe.privacy.cache import SuppressionCache
 from gateway import ingest
 from gateway.auth import Identity, KeyStore, key_from_headers
@@ -38,6 +39,7 @@ from gateway.ingest import Outcome
 from gateway.metrics import GatewayMetrics, reason_class
 from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
+from gateway.tracking import TrackingPlans
 from schemas.envelope import Enrichment, EventValidator, format_timestamp
 
 log = logging.getLogger("evpipe.gateway")
@@ -80,7 +82,7 @@ class _Request:
 class Intake:
     def __init__(self, settings: GatewaySettings, keys: KeyStore, client_ip: ClientIp, backend: Backend,
                  metrics: GatewayMetrics, fallback: Fallback | None = None,
-                 suppressions: SuppressionCache | None = None) -> None:
+                 suppressions: SuppressionCache | None = None, plans: TrackingPlans | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.client_ip = client_ip
@@ -88,6 +90,7 @@ class Intake:
         self.metrics = metrics
         self.fallback = fallback
         self.suppressions = suppressions
+        self.plans = plans
         self.limiter = RateLimiter(settings.gateway_rate_limit_events_per_s, settings.gateway_rate_limit_burst)
         self.validator = EventValidator(max_event_bytes=settings.gateway_max_event_bytes)
         self.limits = Limits(settings.gateway_max_body_bytes, settings.gateway_max_decompressed_bytes,
@@ -162,7 +165,8 @@ class Intake:
         )
         call = None if segment_call in (None, "batch") else segment_call
         mapper = ingest.segment_mapper(call, parsed, source, request.received) if segment_call else None
-        outcome = ingest.build(parsed, self.validator, enrichment, mapper)
+        plan = self.plans.for_source(source) if self.plans is not None else None
+        outcome = ingest.build(parsed, self.validator, enrichment, mapper, plan, self._count_violations)
         for item in outcome.rejected:
             self.metrics.rejected.labels(reason_class(item.reason)).inc()
         if outcome.rejected and parsed.single and outcome.rejected[0].reason.endswith("-byte limit"):
@@ -186,6 +190,9 @@ class Intake:
         if segment_call:
             document["success"] = bool(outcome.records) or suppressed > 0
         return json_response(document, 200 if outcome.records or suppressed else 400)
+
+    def _count_violations(self, verdict: Verdict) -> None:
+        self.metrics.plans.count(verdict.plan.source, verdict.event_type, [v.pointer for v in verdict.violations])
 
     def _suppress(self, outcome: Outcome) -> int:
         """Drop the events of suppressed users (privacy): counted, never produced; returns how many."""

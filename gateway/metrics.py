@@ -8,7 +8,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "FallbackMetrics", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "FallbackMetrics", "GatewayMetrics", "PlanMetrics"]
 
 
 class FallbackMetrics:
@@ -27,6 +27,39 @@ class FallbackMetrics:
         self.oldest_age = Gauge("evpipe_gateway_fallback_oldest_pending_age_seconds", "Age of the oldest pending "
                                 "object in the fallback store (0 when it is empty), as of the last listing.",
                                 registry=r)
+
+
+class PlanMetrics:
+    """Tracking plans (gateway.tracking): what events break, and whether the plans in force are the files'."""
+
+    # Paths name client-chosen properties (an unexpected one is reported by its name): past this many
+    # label sets, new ones are counted under "(other)" so a client cannot grow the series without bound.
+    MAX_SERIES = 1000
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.violations = Counter(
+            "evpipe_gateway_plan_violations", "Tracking-plan violations by source, event type ('(unplanned)' for "
+            "a type the plan does not name) and JSON pointer (array indices as N; '(other)' past 1000 series).",
+            ["source", "type", "path"], registry=r)
+        self.reloads = Counter("evpipe_gateway_plan_reloads", "Plan directory changes loaded and put in force.",
+                               registry=r)
+        self.reload_failures = Counter(
+            "evpipe_gateway_plan_reload_failures", "Plan directory changes refused (a file did not load): the "
+            "plans in force before stay.", registry=r)
+        self.version = Gauge("evpipe_gateway_plan_version", "Version of each source's plan in force.",
+                             ["source"], registry=r)
+        self._series: set[tuple[str, str, str]] = set()
+
+    def count(self, source: str, event_type: str, pointers: list[str]) -> None:
+        for pointer in pointers:
+            labels = (source, event_type, re.sub(r"/\d+(?=/|$)", "/N", pointer))
+            if labels not in self._series:
+                if len(self._series) >= self.MAX_SERIES:
+                    labels = (source, event_type, "(other)")
+                else:
+                    self._series.add(labels)
+            self.violations.labels(*labels).inc()
 
 
 class GatewayMetrics:
@@ -60,6 +93,7 @@ class GatewayMetrics:
                             "acknowledged (the producer queue on Kafka).", registry=r)
         self.queued.set_function(queued)
         self.fallback = FallbackMetrics(r)
+        self.plans = PlanMetrics(r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -110,6 +110,15 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, ClickHouse
         64 * 1024, ge=0, description="How much of a rejected body (as sent on the wire) is kept in the invalid "
         "store, with its full size and SHA-256.",
     )
+    # -- tracking plans (evpipe/plans, docs/tracking-plans.md) ---------------------------------------------
+    gateway_tracking_plans: str = Field(
+        "", description="Directory of tracking-plan files (*.yaml, *.yml, *.json; one per source): each event "
+        "type's JSON Schema, checked per the plan's mode (enforce, tag, off). Empty: no plans, no checks.",
+    )
+    gateway_tracking_plans_reload_s: float = Field(
+        5.0, gt=0, description="How often the gateway looks for changed plan files; a changed set that does not "
+        "load is refused as a whole (logged, counted) and the plans in force stay.",
+    )
     # -- the durable fallback for broker outages (gateway.fallback; Kafka backend only) ------------------
     gateway_fallback_uri: str | None = Field(
         None, description="Where requests go when Kafka does not take them within GATEWAY_DEADLINE_S (or the "

@@ -42,11 +42,11 @@ def violations_of(validator: jsonschema_rs.Validator, schema: Any, instance: Any
 def _from_error(error: jsonschema_rs.ValidationError, schema: Any, at: str) -> Iterator[Violation]:
     kind, detail = error.kind.name, error.kind.as_dict()
     if kind == "required":
-        yield Violation(f"{at}/{escape(str(detail['property']))}", "a required property", "none")
+        yield Violation(f"{at}/{escape(str(detail['property']))}", "a value (required)", "nothing")
     elif kind == "additionalProperties":
         instance = error.instance if isinstance(error.instance, dict) else {}
         for name in detail.get("unexpected", ()):
-            yield Violation(f"{at}/{escape(name)}", "no property of this name (additionalProperties: false)",
+            yield Violation(f"{at}/{escape(name)}", "no such property (additionalProperties: false)",
                             json_type(instance.get(name)))
     elif kind == "falseSchema":
         yield Violation(at, "no value here (the schema is false)", json_type(error.instance))

@@ -89,6 +89,8 @@ class Rejected:
     source_id: str
     received_at: str
     raw: RawBytes | None = None
+    # A tracking-plan refusal: each violation as {"pointer", "expected", "got"} (reason lists them as text too)
+    violations: tuple[dict[str, str], ...] | None = None
 
 
 class Inflight:
@@ -172,6 +174,8 @@ def invalid_document(rejected: Rejected) -> dict[str, Any]:
     """How a rejected event is kept: the reason next to the original payload (its JSON text if over the cap)."""
     document: dict[str, Any] = {"error": rejected.reason, "payload": rejected.payload,
                                 "source_id": rejected.source_id, "received_at": rejected.received_at}
+    if rejected.violations is not None:
+        document["violations"] = list(rejected.violations)
     if rejected.raw is not None:
         document["raw"] = rejected.raw.document()
         document["whole_body"] = rejected.index == WHOLE_BODY

@@ -1,0 +1,88 @@
+"""The tracking plans in force at this gateway, re-read from their directory without a restart.
+
+A reload is all or nothing: the directory's files are loaded and compiled aside, and only a set that
+loads whole replaces the one in force, in one assignment (a request sees the old set or the new one,
+never a mix). A set that does not load is refused, logged and counted; the old one stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from evpipe.plans.check import SourceCheck
+from evpipe.plans.load import PlanSet, fingerprint, load_directory
+from evpipe.plans.model import PlanError
+from gateway.metrics import PlanMetrics
+
+log = logging.getLogger("evpipe.gateway")
+
+
+class TrackingPlans:
+    def __init__(self, directory: str, reload_s: float, metrics: PlanMetrics) -> None:
+        self.directory = Path(directory) if directory else None
+        self.reload_s = reload_s
+        self.metrics = metrics
+        self.checks: dict[str, SourceCheck] = {}
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._refused: tuple[tuple[str, int, int], ...] | None = None
+        if self.directory is not None:
+            # At start a bad plan is a configuration error: better no gateway than one enforcing nothing.
+            self._put_in_force(load_directory(self.directory))
+
+    def for_source(self, source: str) -> SourceCheck | None:
+        """The source's plan, or None: then its events are not looked at (no cost at all)."""
+        return self.checks.get(source)
+
+    def reload(self) -> bool:
+        """Load the directory again if its files changed; True when a new set is in force."""
+        plans = self._load_if_changed()
+        if plans is None:
+            return False
+        self._apply(plans)
+        return True
+
+    async def run(self) -> None:
+        """Look for changed plan files every GATEWAY_TRACKING_PLANS_RELOAD_S seconds (file I/O off the loop)."""
+        while True:
+            await asyncio.sleep(self.reload_s)
+            plans = await asyncio.to_thread(self._load_if_changed)
+            if plans is not None:
+                self._apply(plans)
+
+    def _load_if_changed(self) -> PlanSet | None:
+        if self.directory is None:
+            return None
+        try:
+            current = fingerprint(self.directory)
+            if current in (self._fingerprint, self._refused):
+                return None
+            return load_directory(self.directory)
+        except (PlanError, OSError) as exc:
+            self._refuse(exc)
+            return None
+
+    def _refuse(self, exc: Exception) -> None:
+        try:
+            self._refused = fingerprint(self.directory) if self.directory else None
+        except (PlanError, OSError):
+            self._refused = None
+        self.metrics.reload_failures.inc()
+        log.error("tracking plans not reloaded, the plans in force stay: %s", exc)
+
+    def _apply(self, plans: PlanSet) -> None:
+        self._put_in_force(plans)
+        self.metrics.reloads.inc()
+        log.info("tracking plans reloaded: %s", _summary(plans))
+
+    def _put_in_force(self, plans: PlanSet) -> None:
+        self.checks = {source: SourceCheck(plan) for source, plan in plans.plans.items()}
+        self._fingerprint, self._refused = plans.fingerprint, None
+        self.metrics.version.clear()
+        for source, plan in plans.plans.items():
+            self.metrics.version.labels(source).set(plan.version)
+
+
+def _summary(plans: PlanSet) -> str:
+    return ", ".join(f"{p.source} v{p.version} ({p.file})" for p in plans.plans.values()) or "no plans"
