@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench.harness import PIPELINE_ENV, Pipeline
 from evpipe.local.daemon import Daemon, free_port
-from evpipe.local.stack import PipelineProcess, pipeline, start_process, static_member, stop_process, wait_healthy
+from evpipe.local.stack import PipelineProcess, pipeline, start_process, stop_process, wait_healthy
 from tests.system.faults import Target
 
 
@@ -43,17 +43,13 @@ class SystemStack(Pipeline):
             os.environ["ARCHIVE_URI"] = f"s3://{s3.bucket}/{s3.prefix}"
             os.environ["S3_ENDPOINT_URL"] = s3.write_endpoint
         base = {p.name: p for p in pipeline(self.settings)}
-        state = self.settings.evpipe_state_dir.resolve()
         self.gateway2_port, archiver2_port, loader2_port = free_port(), free_port(), free_port()
         self.extra = [
             PipelineProcess("gateway2", ("gateway",), base["gateway"].env | {"GATEWAY_PORT": str(self.gateway2_port)},
                             f"http://127.0.0.1:{self.gateway2_port}/readyz"),
-            # Each consumer needs its own static-membership id: a second process with the first's would fence it.
-            PipelineProcess("archiver2", ("archiver",), base["archiver"].env | static_member("archiver2", state)
-                            | {"METRICS_PORT": str(archiver2_port)},
+            PipelineProcess("archiver2", ("archiver",), base["archiver"].env | {"METRICS_PORT": str(archiver2_port)},
                             f"http://127.0.0.1:{archiver2_port}/metrics"),
-            PipelineProcess("loader2", ("loader",), base["loader"].env | static_member("loader2", state)
-                            | {"METRICS_PORT": str(loader2_port)},
+            PipelineProcess("loader2", ("loader",), base["loader"].env | {"METRICS_PORT": str(loader2_port)},
                             f"http://127.0.0.1:{loader2_port}/healthz"),
         ]
         self.targets = [Target(p.name, p.health_url) for p in [*pipeline(self.settings), *self.extra]]
