@@ -26,11 +26,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
 from schemas.fields import FIELDS, Kind
-from schemas.postgres import postgres_create_table
+from schemas.postgres import postgres_add_column, postgres_create_table
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in FIELDS)
 _RECEIVED_AT = COLUMNS.index("received_at")
@@ -39,8 +40,10 @@ _PARTITION_SUFFIX = re.compile(r"_p(\d{8})$")
 _STAGE_TABLE = "evpipe_stage"
 _PG_ARRAY_TYPES: dict[Kind, str] = {
     Kind.UUID: "uuid[]", Kind.TEXT: "text[]", Kind.TIMESTAMP: "timestamptz[]",
-    Kind.JSON_OBJECT: "jsonb[]", Kind.SMALLINT: "smallint[]",
+    Kind.JSON_OBJECT: "jsonb[]", Kind.SMALLINT: "smallint[]", Kind.TEXT_LIST: "jsonb[]",
 }
+# Columns that are JSON arrays on the wire and jsonb in Postgres: passed as their JSON text.
+_JSON_LISTS: tuple[int, ...] = tuple(i for i, f in enumerate(FIELDS) if f.kind is Kind.TEXT_LIST)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def ensure_schema(conn: psycopg.Connection[Any], table: str = "events", *, days_
     with conn.transaction():
         _lock(conn, names)
         conn.execute(postgres_create_table(names.events.as_string(conn)))
+        _add_missing_columns(conn, names)
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT").format(
             names.default, names.events))
         conn.execute(sql.SQL(
@@ -105,6 +109,19 @@ def ensure_schema(conn: psycopg.Connection[Any], table: str = "events", *, days_
         conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING brin (received_at)").format(
             sql.Identifier(names.name + "_ids_received_at"), names.ledger))
     ensure_partitions(conn, table, days_ahead=days_ahead)
+
+
+def _add_missing_columns(conn: psycopg.Connection[Any], names: TableNames) -> None:
+    """Additive evolution: a table created before an optional field was added gets its column.
+
+    Only missing columns are altered: ALTER TABLE takes an exclusive lock even when IF NOT EXISTS finds the
+    column, and this runs at every start."""
+    existing = {row[0] for row in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        [names.events.as_string(conn)])}
+    for f in FIELDS:
+        if f.name not in existing:
+            conn.execute(sql.SQL(postgres_add_column(names.events.as_string(conn), f)))
 
 
 def ensure_partitions(
@@ -202,9 +219,13 @@ def _table_text(names: TableNames) -> str:
 def event_row(event: dict[str, Any]) -> tuple[Any, ...]:
     """One wire-format envelope as a row in ``COLUMNS`` order (text values; Postgres parses them)."""
     try:
-        return _ROW(event)  # type: ignore[no-any-return]  # the wire format carries every field
-    except KeyError:
-        return tuple(event.get(name) for name in COLUMNS)
+        row: tuple[Any, ...] = _ROW(event)  # the wire format carries every field
+    except KeyError:  # written before a field was added
+        row = tuple(event.get(name) for name in COLUMNS)
+    for i in _JSON_LISTS:
+        if row[i] is not None:
+            row = (*row[:i], orjson.dumps(row[i]).decode(), *row[i + 1:])
+    return row
 
 
 def unique_rows(events: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:

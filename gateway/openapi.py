@@ -38,7 +38,7 @@ def _event_schema() -> dict[str, Any]:
         properties[f.name] = schema
     return {"type": "object", "additionalProperties": False, "properties": properties, "required": ["type"],
             "anyOf": [{"required": ["user_id"]}, {"required": ["anonymous_id"]}],
-            "description": "One event. Gateway fields (source_id, received_at, schema_version) are refused."}
+            "description": "One event. Gateway fields (source_id, received_at, schema_version, violations) are refused."}
 
 
 def _segment_message() -> dict[str, Any]:

@@ -15,6 +15,7 @@ _ARROW_TYPES: dict[Kind, pa.DataType] = {
     Kind.TIMESTAMP: pa.timestamp("ms", tz="UTC"),
     Kind.JSON_OBJECT: pa.string(),
     Kind.SMALLINT: pa.int16(),
+    Kind.TEXT_LIST: pa.list_(pa.string()),
 }
 
 

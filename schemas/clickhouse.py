@@ -10,6 +10,7 @@ _CLICKHOUSE_TYPES: dict[Kind, str] = {
     Kind.TIMESTAMP: "DateTime64(3, 'UTC')",
     Kind.JSON_OBJECT: "String",  # JSON text; query with JSONExtract*()
     Kind.SMALLINT: "UInt16",
+    Kind.TEXT_LIST: "Array(String)",  # ClickHouse has no Nullable(Array): an absent list is []
 }
 
 
@@ -17,7 +18,7 @@ def clickhouse_type(f: Field) -> str:
     base = _CLICKHOUSE_TYPES[f.kind]
     if f.low_cardinality and f.kind is Kind.TEXT:
         base = f"LowCardinality({base})"
-    return base if f.required else f"Nullable({base})"
+    return base if f.required or f.kind is Kind.TEXT_LIST else f"Nullable({base})"
 
 
 def clickhouse_columns(fields: tuple[Field, ...] = FIELDS) -> list[tuple[str, str]]:

@@ -239,6 +239,7 @@ _GATEWAY_VALUES: dict[str, Default] = {
     "source_id": lambda enrichment: enrichment.source_id,
     "received_at": lambda enrichment: enrichment.received_at,
     "schema_version": lambda _enrichment: SCHEMA_VERSION,
+    "violations": lambda _enrichment: None,  # set on a tagged event after validation (gateway.ingest)
 }
 
 

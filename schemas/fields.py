@@ -21,6 +21,7 @@ class Kind(enum.Enum):
     TIMESTAMP = "timestamp"
     JSON_OBJECT = "json_object"
     SMALLINT = "smallint"
+    TEXT_LIST = "text_list"  # a JSON array of strings on the wire
 
 
 class Origin(enum.Enum):
@@ -89,6 +90,11 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "schema_version", Kind.SMALLINT, True, Origin.GATEWAY,
         "Version of this envelope definition the event was written with.",
+    ),
+    Field(
+        "violations", Kind.TEXT_LIST, False, Origin.GATEWAY,
+        "Tracking-plan violations of an event accepted in tag mode, each 'JSON pointer: expected ..., got ...'; "
+        "null when it has none or its source has no plan (docs/tracking-plans.md).",
     ),
 )
 

@@ -10,6 +10,7 @@ _POSTGRES_TYPES: dict[Kind, str] = {
     Kind.TIMESTAMP: "timestamptz",
     Kind.JSON_OBJECT: "jsonb",
     Kind.SMALLINT: "smallint",
+    Kind.TEXT_LIST: "jsonb",  # a JSON array: one value per row, where text[] rows would not unnest side by side
 }
 
 
