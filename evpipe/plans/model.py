@@ -85,8 +85,10 @@ def parse_plan(document: Any, file: str) -> Plan:
     return Plan(source, version, mode, unplanned, plans, file)
 
 
-def _event_plan(name: str, spec: Any, default_mode: Mode, file: str) -> EventPlan:
-    pointer = f"/events/{escape(name)}"
+def _event_plan(name: Any, spec: Any, default_mode: Mode, file: str) -> EventPlan:
+    pointer = f"/events/{escape(str(name))}"
+    if not isinstance(name, str):  # YAML reads `404:` as a number; event types are text
+        raise PlanError(file, pointer, "an event type is a string: quote it")
     if not isinstance(spec, dict):
         raise PlanError(file, pointer, "expected an object with properties (and optionally context, mode)")
     _no_unknown_keys(spec, _EVENT_KEYS, file, pointer)
@@ -103,12 +105,30 @@ def compile_schema(schema: Any, file: str, pointer: str) -> jsonschema_rs.Valida
     if not isinstance(schema, (dict, bool)):
         raise PlanError(file, pointer, "expected a JSON Schema (an object)")
     try:
-        return jsonschema_rs.validator_for(schema)
+        return jsonschema_rs.validator_for(_name_unexpected(schema))
     except jsonschema_rs.ValidationError as exc:
         where = pointer + "".join(f"/{escape(str(part))}" for part in exc.instance_path)
         raise PlanError(file, where, f"not a valid JSON Schema: {exc.message}") from None
     except ValueError as exc:  # an unresolvable $ref, a bad regex
         raise PlanError(file, pointer, f"not a usable JSON Schema: {exc}") from None
+
+
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})  # their values are data, not schemas
+
+
+def _name_unexpected(schema: Any) -> Any:
+    """The same schema, with ``properties: {}`` next to each ``additionalProperties: false`` that has none.
+
+    jsonschema-rs reports such an object's unexpected properties as one error without their names; with an
+    (empty) ``properties`` it names each, which is what a violation's pointer needs."""
+    if isinstance(schema, list):
+        return [_name_unexpected(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    copy = {key: value if key in _DATA_KEYWORDS else _name_unexpected(value) for key, value in schema.items()}
+    if copy.get("additionalProperties") is False and "properties" not in copy:
+        copy["properties"] = {}
+    return copy
 
 
 def escape(token: str) -> str:

@@ -3,6 +3,7 @@ exact reasons in the response and on the invalid topic, and reloads that keep th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,17 @@ def test_a_bad_plan_at_start_is_a_configuration_error(kafka: Service, topic: str
     write(tmp_path, "web.yaml", {**plan(), "mode": "strict"})
     with pytest.raises(ValueError, match="web.yaml: /mode: expected one of enforce, tag, off"):
         create_app(kafka_settings(kafka.url, topic, gateway_tracking_plans=str(tmp_path)))
+
+
+def test_the_gateway_rereads_changed_plans_on_its_own(kafka: Service, topic: str, plans_dir: Path) -> None:
+    settings = kafka_settings(kafka.url, topic, gateway_tracking_plans=str(plans_dir),
+                              gateway_tracking_plans_reload_s=0.1)
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/events", headers=AUTH_A, json=order(revenue="42")).status_code == 400
+        write(plans_dir, "source_a.yaml", plan(version=2, mode="off"))
+        deadline = time.monotonic() + 10
+        while client.get("/metrics").text.count('evpipe_gateway_plan_version{source="source_a"} 2.0') == 0:
+            assert time.monotonic() < deadline, "the changed plan was not loaded"
+            time.sleep(0.05)
+        assert client.post("/v1/events", headers=AUTH_A, json=order(revenue="42")).status_code == 200
+        assert "evpipe_gateway_plan_reloads_total 1.0" in client.get("/metrics").text
