@@ -3,6 +3,8 @@ exact reasons in the response and on the invalid topic, and reloads that keep th
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +171,37 @@ def test_the_gateway_rereads_changed_plans_on_its_own(kafka: Service, topic: str
             time.sleep(0.05)
         assert client.post("/v1/events", headers=AUTH_A, json=order(revenue="42")).status_code == 200
         assert "evpipe_gateway_plan_reloads_total 1.0" in client.get("/metrics").text
+
+
+def test_reloads_under_load_lose_no_request_and_answer_no_5xx(kafka: Service, topic: str, plans_dir: Path) -> None:
+    """Four clients send while the plan file is rewritten, good and broken in turn, and reread every 20 ms."""
+    settings = kafka_settings(kafka.url, topic, gateway_tracking_plans=str(plans_dir),
+                              gateway_tracking_plans_reload_s=0.02, gateway_rate_limit_events_per_s=0)
+    statuses: list[int] = []
+    accepted: list[int] = []
+
+    def send(client: TestClient) -> None:
+        for _ in range(60):
+            response = client.post("/v1/events", headers=AUTH_A, json=[order() for _ in range(10)])
+            statuses.append(response.status_code)
+            accepted.append(response.json().get("accepted", 0))
+
+    with TestClient(create_app(settings)) as client:
+        senders = [threading.Thread(target=send, args=(client,)) for _ in range(4)]
+        for sender in senders:
+            sender.start()
+        version = 1
+        while any(s.is_alive() for s in senders):
+            version += 1
+            good = plan(version=version, unplanned="reject", order_completed={"properties": ORDER_SCHEMA})
+            write(plans_dir, "source_a.yaml", good if version % 3 else "source: [")
+            time.sleep(0.03)
+        for sender in senders:
+            sender.join()
+        metrics = client.get("/metrics").text
+    assert statuses == [200] * 240
+    assert sum(accepted) == 2400
+    assert len(read_topic(kafka.url, topic, 2400, timeout=60)) == 2400
+    reloads = re.search(r"^evpipe_gateway_plan_reloads_total (\S+)", metrics, re.MULTILINE)
+    refused = re.search(r"^evpipe_gateway_plan_reload_failures_total (\S+)", metrics, re.MULTILINE)
+    assert reloads and refused and float(reloads.group(1)) >= 3 and float(refused.group(1)) >= 1
