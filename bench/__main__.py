@@ -11,7 +11,8 @@ import importlib
 import subprocess
 import sys
 
-BENCHMARKS = ("gateway", "worker", "archiver", "loader", "replay", "e2e", "step", "recovery", "peers", "privacy")
+BENCHMARKS = ("gateway", "plans", "worker", "archiver", "loader", "replay", "e2e", "step", "recovery", "peers",
+              "privacy")
 
 
 def available() -> list[str]:
