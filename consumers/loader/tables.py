@@ -162,6 +162,24 @@ def base_migrations(
     ]
 
 
+def view_migrations(tables: Tables, fields: tuple[Field, ...], cluster: str = "") -> list[Migration]:
+    """Analysts' views over optional columns: run after the column migrations, once those columns exist."""
+    if "violations" not in {f.name for f in fields}:
+        return []
+    return [Migration("create plan_violations_per_hour", _violations_view(tables, Topology(cluster)))]
+
+
+def _violations_view(tables: Tables, topo: Topology) -> str:
+    # A plain view (computed when read) over the events table analysts query (the Distributed one on a
+    # cluster): tagged events are few, and a query's WHERE on hour and source_id reaches the scan.
+    return (
+        f"CREATE VIEW IF NOT EXISTS {tables.name('plan_violations_per_hour')}{topo.on_cluster} AS "
+        "SELECT toStartOfHour(received_at) AS hour, source_id, type, arrayJoin(violations) AS violation, "
+        f"count() AS events FROM {tables.name('events')} WHERE notEmpty(violations) "
+        "GROUP BY hour, source_id, type, violation"
+    )
+
+
 def _stored(tables: Tables, topo: Topology, table: str, create: str) -> list[Migration]:
     """The storage table's CREATE, plus on a cluster the Distributed table over it."""
     if not topo.clustered:
@@ -245,6 +263,10 @@ def migrate(
     for migration in column_migrations(client, tables, fields, cluster):
         _run(client, tables, migration, cluster)
         ran.append(migration.id)
+    for migration in view_migrations(tables, fields, cluster):  # after the columns they read
+        if migration.id not in done:
+            _run(client, tables, migration, cluster)
+            ran.append(migration.id)
     ran += drop_embedded_stage_tables(client, tables)
     return ran
 

@@ -172,7 +172,7 @@ def test_the_write_path_leaves_no_table_on_the_server(sink: ClickHouseSink, clie
     names = {row[0] for row in client.query("SELECT name FROM system.tables WHERE database = {d:String}",
                                             parameters={"d": sink.tables.database}).result_rows}
     assert names == {"events", "event_ids", "events_per_minute", "events_per_minute_mv", "loader_batches",
-                     "schema_migrations"}
+                     "schema_migrations", "plan_violations_per_hour"}
     assert counts(client, sink.tables.database) == (60, 60)
 
 

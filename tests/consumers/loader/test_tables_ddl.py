@@ -24,6 +24,7 @@ from consumers.loader.tables import (
     existing_columns,
     ledger_statements,
     migrate,
+    view_migrations,
 )
 from evpipe.clickhouse import connect
 from schemas.clickhouse import clickhouse_create_table
@@ -222,6 +223,7 @@ def test_migrate_in_cluster_mode_runs_the_cluster_ddl() -> None:
     ran = migrate(client, "evpipe", FIELDS, 30, cluster="c")  # type: ignore[arg-type]
     expected = [m.id for m in base_migrations(TABLES, FIELDS, 30, "c")]
     expected += [m.id for m in add_column_migrations(TABLES, list(FIELDS), "c")]  # "no columns yet"
+    expected += [m.id for m in view_migrations(TABLES, FIELDS, "c")]
     assert ran == expected
     assert client.commands[:3] == ledger_statements(TABLES, "c")
     assert all(" ON CLUSTER 'c'" in c for c in client.commands)
@@ -258,7 +260,8 @@ def test_format_query_rejects_bad_ddl(client: Client) -> None:
 
 def test_single_node_migrate_creates_the_tables_once(client: Client, ch_database: str) -> None:
     first = migrate(client, ch_database)
-    assert first == [m.id for m in base_migrations(Tables(ch_database), FIELDS, 30)]
+    assert first == [m.id for m in base_migrations(Tables(ch_database), FIELDS, 30)] + [
+        "create plan_violations_per_hour"]
     assert migrate(client, ch_database) == []
     assert migrate(client, ch_database, cluster="") == []
     # A server on ClickHouse Cloud reports SharedMergeTree for the same DDL: compare the family.
@@ -268,7 +271,7 @@ def test_single_node_migrate_creates_the_tables_once(client: Client, ch_database
     assert engines == {
         "events": "MergeTree", "event_ids": "ReplacingMergeTree", "events_per_minute": "SummingMergeTree",
         "events_per_minute_mv": "MaterializedView", "loader_batches": "ReplacingMergeTree",
-        "schema_migrations": "ReplacingMergeTree",
+        "schema_migrations": "ReplacingMergeTree", "plan_violations_per_hour": "View",
     }
     assert existing_columns(client, ch_database, "events") == [f.name for f in FIELDS]
 

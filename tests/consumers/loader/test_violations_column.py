@@ -32,7 +32,7 @@ def test_a_table_from_before_violations_gets_the_column_and_tagged_rows_keep_the
         client, ch_database: str) -> None:  # type: ignore[no-untyped-def]
     before = tuple(f for f in FIELDS if f.name != "violations")
     migrate(client, ch_database, before)
-    assert migrate(client, ch_database) == ["events add column violations"]
+    assert migrate(client, ch_database) == ["events add column violations", "create plan_violations_per_hour"]
     sink = ClickHouseSink(client, ch_database, dead_letter=lambda *_args: None)
     tagged, clean = event(1), event(2)
     tagged["violations"] = TAGGED
@@ -72,3 +72,18 @@ def test_tagged_events_from_the_gateway_land_with_their_violations(
         ("order_completed", "o-1", []),
         ("order_completed", "o-2", ["/properties/revenue: expected number, got string"]),
         ("refund", "", ['/type: expected an event type of the tracking plan, got "refund"'])]
+
+
+def test_the_hourly_violations_view_counts_each_violation(client, ch_database: str) -> None:  # type: ignore[no-untyped-def]
+    migrate(client, ch_database)
+    sink = ClickHouseSink(client, ch_database, dead_letter=lambda *_args: None)
+    tagged = [event(i) for i in range(3)]
+    for e in tagged:
+        e["violations"] = TAGGED[:1]
+    tagged[0]["violations"] = TAGGED
+    b = batch([*tagged, event(9)])
+    sink.begin(b)
+    sink.write(b)
+    rows = client.query(f"SELECT source_id, type, violation, events FROM `{ch_database}`.plan_violations_per_hour "
+                        "ORDER BY violation").result_rows
+    assert rows == [("src", "page_view", TAGGED[0], 3), ("src", "page_view", TAGGED[1], 1)]
