@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from evpipe.settings import ClickHouseSettings, describe, load
+
 LINT_DESCRIPTION = """\
 Check every plan file (*.yaml, *.yml, *.json) of DIR as the gateway would load it: the file format, one
 file per source, and each schema against the JSON Schema meta-schema. Every bad file's first problem is
@@ -20,6 +22,13 @@ change is additive, 1 when any is breaking, 2 when a file cannot be read."""
 
 
 
+REPORT_DESCRIPTION = """\
+Print the most frequent tracking-plan violations of the last --hours hours, by source, event type and
+violation, counted over the events accepted in tag mode (or as tagged unplanned types) and loaded into
+ClickHouse; read from the loader's view plan_violations_per_hour. Refused events (enforce) are not in
+ClickHouse: they are on the invalid topic (`evpipe tail events.invalid`)."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     plans = subparsers.add_parser("plans", help="check and compare tracking plans (typed schemas per event type)")
     actions = plans.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -32,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     diff.add_argument("old", metavar="OLD", type=Path, help="the plan file in force")
     diff.add_argument("new", metavar="NEW", type=Path, help="the proposed plan file")
     diff.set_defaults(func=run_diff)
+    report = actions.add_parser("report", help="the top violations of tagged events (from ClickHouse)",
+                                description=REPORT_DESCRIPTION, epilog=describe(ClickHouseSettings),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("--hours", type=int, default=24, help="how far back (default: 24, the last day)")
+    report.add_argument("--limit", type=int, default=20, help="how many rows (default: 20)")
+    report.add_argument("--source", help="only this source_id")
+    report.set_defaults(func=run_report)
 
 
 def run_lint(args: argparse.Namespace) -> int:
@@ -66,3 +82,23 @@ def run_diff(args: argparse.Namespace) -> int:
     breaking = sum(c.breaking for c in changes)
     print(f"{len(changes)} change(s): {len(changes) - breaking} additive, {breaking} breaking")
     return 1 if breaking else 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from evpipe.clickhouse import connect, redacted
+    from evpipe.plans.report import render, top_violations
+
+    if args.hours < 1 or args.limit < 1:
+        print("error: --hours and --limit must be 1 or more", file=sys.stderr)
+        return 2
+    settings = load(ClickHouseSettings)
+    try:
+        client = connect(settings.clickhouse_url, settings.clickhouse_timeout_s)
+        rows = top_violations(client, settings.clickhouse_database, args.hours, args.limit, args.source)
+    except Exception as exc:  # noqa: BLE001 (reported, never a traceback)
+        print(f"error: could not read plan_violations_per_hour from {redacted(settings.clickhouse_url)} "
+              f"(database {settings.clickhouse_database}): {exc}\nHas a loader run since the violations field "
+              "was added? It creates the view.", file=sys.stderr)
+        return 1
+    print(render(rows, args.hours))
+    return 0
