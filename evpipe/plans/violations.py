@@ -33,7 +33,8 @@ def violations_of(validator: jsonschema_rs.Validator, schema: Any, instance: Any
     """Every violation of ``instance`` (the event's ``base`` part: /properties or /context), up to MAX_LISTED."""
     found: list[Violation] = []
     for error in validator.iter_errors(instance):
-        found.extend(_from_error(error, schema, base + "".join(f"/{escape(str(p))}" for p in error.instance_path)))
+        at = base + "".join(f"/{escape(str(p))}" for p in error.instance_path)
+        found.extend(Violation(_cap(v.pointer), _cap(v.expected), v.got) for v in _from_error(error, schema, at))
         if len(found) >= MAX_LISTED:
             return found[:MAX_LISTED]
     return found
@@ -72,6 +73,13 @@ def _expected_keyword(error: jsonschema_rs.ValidationError, schema: Any) -> str:
 
 
 _MISSING = object()
+# Pointers name client-chosen properties and schemas may hold long enums: each part of a violation stays
+# short, so a tagged event stays near its size and a refusal's reason stays readable.
+_PART_CHARS = 200
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= _PART_CHARS else text[:_PART_CHARS - 1] + "…"
 
 
 def _at_path(schema: Any, path: list[str | int]) -> Any:

@@ -52,3 +52,10 @@ def test_the_list_is_capped() -> None:
 def test_an_event_type_must_be_a_string() -> None:
     with pytest.raises(PlanError, match="p.yaml: /events/404: an event type is a string"):
         parse_plan({**plan(), "events": {404: {}}}, "p.yaml")
+
+
+def test_long_client_names_are_cut_in_the_violation() -> None:
+    closed = {"type": "object", "additionalProperties": False}
+    found = check(plan(noisy={"properties": closed}), "noisy", {"x" * 5000: 1})
+    assert found is not None and len(found[0]) < 300
+    assert found[0].startswith("reject /properties/xxxx") and "…: expected no such property" in found[0]
