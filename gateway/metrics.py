@@ -49,6 +49,9 @@ class PlanMetrics:
             "plans in force before stay.", registry=r)
         self.version = Gauge("evpipe_gateway_plan_version", "Version of each source's plan in force.",
                              ["source"], registry=r)
+        self.refused = Gauge(
+            "evpipe_gateway_plan_files_refused", "1 while the plan directory holds a set this gateway refused "
+            "(the plans in force are older than the files), else 0.", registry=r)
         self._series: set[tuple[str, str, str]] = set()
 
     def count(self, source: str, event_type: str, pointers: list[str]) -> None:

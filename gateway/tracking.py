@@ -56,7 +56,11 @@ class TrackingPlans:
             return None
         try:
             current = fingerprint(self.directory)
-            if current in (self._fingerprint, self._refused):
+            if current == self._fingerprint:  # unchanged, or changed back to the set in force
+                self._refused = None
+                self.metrics.refused.set(0)
+                return None
+            if current == self._refused:  # refused as it is: said once, not every few seconds
                 return None
             return load_directory(self.directory)
         except (PlanError, OSError) as exc:
@@ -69,6 +73,7 @@ class TrackingPlans:
         except (PlanError, OSError):
             self._refused = None
         self.metrics.reload_failures.inc()
+        self.metrics.refused.set(1)
         log.error("tracking plans not reloaded, the plans in force stay: %s", exc)
 
     def _apply(self, plans: PlanSet) -> None:
@@ -79,6 +84,7 @@ class TrackingPlans:
     def _put_in_force(self, plans: PlanSet) -> None:
         self.checks = {source: SourceCheck(plan) for source, plan in plans.plans.items()}
         self._fingerprint, self._refused = plans.fingerprint, None
+        self.metrics.refused.set(0)
         self.metrics.version.clear()
         for source, plan in plans.plans.items():
             self.metrics.version.labels(source).set(plan.version)

@@ -145,12 +145,14 @@ def test_a_broken_plan_file_leaves_the_old_plan_in_force(client: TestClient, pla
     assert response.json()["rejected"] == [refusal(0, WRONG_TYPE)]
     metrics = client.get("/metrics").text
     assert "evpipe_gateway_plan_reload_failures_total 1.0" in metrics
+    assert "evpipe_gateway_plan_files_refused 1.0" in metrics
     assert 'evpipe_gateway_plan_version{source="source_a"} 1.0' in metrics
     assert 'evpipe_gateway_plan_violations_total{path="/properties/revenue",source="source_a",' \
            'type="order_completed"} 1.0' in metrics
     write(plans_dir, "source_a.yaml", plan(version=2, mode="off"))
     assert gateway.plans.reload()
     assert client.post("/v1/events", headers=AUTH_A, json=order(revenue="42")).status_code == 200
+    assert "evpipe_gateway_plan_files_refused 0.0" in client.get("/metrics").text
 
 
 def test_a_bad_plan_at_start_is_a_configuration_error(kafka: Service, topic: str, tmp_path: Path) -> None:
