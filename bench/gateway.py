@@ -9,6 +9,9 @@
    uvicorn server and Kafka backend answering each batch of 100 by producing
    pre-encoded events, with no parsing or validation, under the same wrk load.
 5. The load generator's own ceiling: wrk against GET /healthz of the same server.
+6. Tracking plans: the same gateway, batches of 100 events of a realistic plan (``bench.plans``: 20 event
+   types, 5-15 properties each) sent with a key whose source has that plan in ``enforce`` mode, and with
+   a key whose source has none: the same events with plans off, in the same process and run.
 
 Every 2xx counted was answered after the broker acknowledged all its events;
 the accepted-events counter from /metrics is checked against wrk's count.
@@ -30,10 +33,12 @@ from typing import Any
 
 import orjson
 
+from bench.plans import planned_event, realistic_plan
 from bench.report import write_result
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
+PLAN_KEY = "bench-plan-key"  # its source, "planned", has the realistic tracking plan
 WRK_SCRIPT = """
 local f = io.open("{body}", "rb")
 wrk.method = "{method}"
@@ -121,10 +126,10 @@ class RssSampler(threading.Thread):
             time.sleep(0.2)
 
 
-def wrk(url: str, body: Path | None, connections: int, seconds: int, workdir: Path) -> dict[str, float]:
+def wrk(url: str, body: Path | None, connections: int, seconds: int, workdir: Path,
+        key: str = API_KEY) -> dict[str, float]:
     script = workdir / f"wrk-{uuid.uuid4().hex[:6]}.lua"
-    script.write_text(WRK_SCRIPT.format(body=body or "/nonexistent", method="POST" if body else "GET",
-                                        key=API_KEY))
+    script.write_text(WRK_SCRIPT.format(body=body or "/nonexistent", method="POST" if body else "GET", key=key))
     out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
     match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
@@ -205,10 +210,15 @@ def run(quick: bool) -> dict[str, Any]:
             batch_body, single_body = workdir / "batch.json", workdir / "single.json"
             batch_body.write_bytes(orjson.dumps([_event(n) for n in range(100)]))
             single_body.write_bytes(orjson.dumps(_event(7)))
+            planned_body, plans_dir = workdir / "planned.json", workdir / "plans"
+            planned_body.write_bytes(orjson.dumps([planned_event(n) for n in range(100)]))
+            plans_dir.mkdir()
+            (plans_dir / "planned.json").write_bytes(orjson.dumps(realistic_plan("planned")))
             port = free_port()
             env = os.environ | {
                 "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_TOPIC": topic,
-                "KAFKA_INVALID_TOPIC": f"{topic}.invalid", "GATEWAY_API_KEYS": f"{API_KEY}=bench",
+                "GATEWAY_TRACKING_PLANS": str(plans_dir),
+                "KAFKA_INVALID_TOPIC": f"{topic}.invalid", "GATEWAY_API_KEYS": f"{API_KEY}=bench,{PLAN_KEY}=planned",
                 "GATEWAY_PORT": str(port), "GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0", "GATEWAY_LOG_LEVEL": "warning",
             }
             proc = _serve(["evpipe", "gateway"], env, port, "gateway")
@@ -223,6 +233,10 @@ def run(quick: bool) -> dict[str, Any]:
                 batch_accepted = accepted_total(url) - before
                 print(f"gateway: single events, 256 connections, {seconds}s ...", flush=True)
                 single = wrk(f"{url}/v1/events", single_body, 256, seconds, workdir)
+                print(f"gateway: planned events, batches of 100, plans off then enforce, {seconds}s each ...",
+                      flush=True)
+                plans_off = wrk(f"{url}/v1/events", planned_body, 64, seconds, workdir)
+                plans_on = wrk(f"{url}/v1/events", planned_body, 64, seconds, workdir, key=PLAN_KEY)
                 print("load generator ceiling: GET /healthz ...", flush=True)
                 health = wrk(f"{url}/healthz", None, 256, max(3, seconds // 2), workdir)
                 sampler.running = False
@@ -251,6 +265,9 @@ def run(quick: bool) -> dict[str, Any]:
         {"path": "gateway single c=256", "events_per_s": single["req_per_s"], "req_per_s": single["req_per_s"],
          "p50_ms": single["p50_ms"], "p99_ms": single["p99_ms"], "non_2xx": single["non_2xx"],
          "rss_mib": sampler.peak_mib},
+        *[{"path": f"gateway batch=100 c=64, planned events, {name}", "events_per_s": r["req_per_s"] * 100,
+           "req_per_s": r["req_per_s"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "non_2xx": r["non_2xx"],
+           "rss_mib": ""} for name, r in (("plans off", plans_off), ("enforce (20 types)", plans_on))],
         {"path": "GET /healthz c=256 (HTTP ceiling)", "events_per_s": "", "req_per_s": health["req_per_s"],
          "p50_ms": health["p50_ms"], "p99_ms": health["p99_ms"], "non_2xx": health["non_2xx"], "rss_mib": ""},
     ]
@@ -259,6 +276,10 @@ def run(quick: bool) -> dict[str, Any]:
         "single_req_per_s": single["req_per_s"], "single_p99_ms": single["p99_ms"],
         "batch_p50_ms": batch["p50_ms"], "batch_p99_ms": batch["p99_ms"], "healthz_req_per_s": health["req_per_s"],
         "rss_peak_mib": sampler.peak_mib, "validation_events_per_s": validation,
+        "plans_off_events_per_s": plans_off["req_per_s"] * 100,
+        "plans_enforce_events_per_s": plans_on["req_per_s"] * 100,
+        # one worker, CPU-bound: the difference of the per-event times is what the plan costs
+        "plans_us_per_event": 1e6 / (plans_on["req_per_s"] * 100) - 1e6 / (plans_off["req_per_s"] * 100),
         "floor_events_per_s": floor["req_per_s"] * 100, "floor_ratio": floor["req_per_s"] * 100 / ceiling, "quick": quick, "cpus": os.cpu_count(),
     }
     write_result("gateway", result, rows)
