@@ -105,7 +105,9 @@ def compile_schema(schema: Any, file: str, pointer: str) -> jsonschema_rs.Valida
     if not isinstance(schema, (dict, bool)):
         raise PlanError(file, pointer, "expected a JSON Schema (an object)")
     try:
-        return jsonschema_rs.validator_for(_name_unexpected(schema))
+        # Formats checked whatever the draft: a plan that says date-time or email means it (2020-12 alone
+        # would take `format` as an annotation and accept anything).
+        return jsonschema_rs.validator_for(_name_unexpected(schema), validate_formats=True)
     except jsonschema_rs.ValidationError as exc:
         where = pointer + "".join(f"/{escape(str(part))}" for part in exc.instance_path)
         raise PlanError(file, where, f"not a valid JSON Schema: {exc.message}") from None

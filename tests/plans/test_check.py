@@ -59,3 +59,11 @@ def test_long_client_names_are_cut_in_the_violation() -> None:
     found = check(plan(noisy={"properties": closed}), "noisy", {"x" * 5000: 1})
     assert found is not None and len(found[0]) < 300
     assert found[0].startswith("reject /properties/xxxx") and "…: expected no such property" in found[0]
+
+
+def test_formats_are_checked() -> None:
+    schema = {"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}}}
+    document = plan(signup={"properties": schema})
+    assert check(document, "signup", {"at": "2026-12-04T10:00:00Z"}) is None
+    expected = 'reject /properties/at: expected format "date-time", got "yesterday"'
+    assert check(document, "signup", {"at": "yesterday"}) == [expected]
