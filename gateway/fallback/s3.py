@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import email.utils
-import os
 from typing import Any
 
+from evpipe.s3 import s3_client
 from gateway.fallback.objects import Pending, parse_name
 from gateway.fallback.store import Claim
 
@@ -27,20 +27,12 @@ _CLAIMS = "claims/"
 
 class S3FallbackStore:
     def __init__(self, bucket: str, prefix: str, endpoint_url: str = "", timeout_s: float = 5.0) -> None:
-        import boto3
-        from botocore.config import Config
-
-        if endpoint_url:
-            # Non-AWS S3 servers (Ceph RGW, MinIO) predate the SDK's default flexible checksums.
-            os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
-            os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "WHEN_REQUIRED")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         # Short timeouts: a hung endpoint must turn into a 503 within the request's budget, not hold it.
-        config = Config(connect_timeout=timeout_s, read_timeout=timeout_s,
-                        retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=32)
-        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+        self.client: Any = s3_client(endpoint_url, connect_timeout_s=timeout_s, read_timeout_s=timeout_s,
+                                     max_pool_connections=32)
 
     def _key(self, kind: str, name: str = "") -> str:
         return f"{self.prefix}/{kind}{name}" if self.prefix else f"{kind}{name}"
