@@ -83,21 +83,18 @@ class ContainerPipeline(PipelineRunner):
         if not docker_engine_answers():
             raise PipelineError("no Docker engine answers (DOCKER_HOST or the default socket); "
                                 "use LocalPipeline, which needs no Docker")
+        return super().start()
+
+    def launch(self) -> None:
         from testcontainers.core.network import Network
 
         self.archive.mkdir(parents=True, exist_ok=True)
-        try:
-            self.network = Network().create()
-            image = self.image or build_image()
-            self._start_servers()
-            self._create_topics(image)
-            for name, command, port, path in TIERS:
-                self._start_tier(name, image, command, port, path)
-        except BaseException:
-            self.stop()
-            raise
-        self.pipeline = Pipeline(self.endpoints())
-        return self.pipeline
+        self.network = Network().create()
+        image = self.image or build_image()
+        self._start_servers()
+        self._create_topics(image)
+        for name, command, port, path in TIERS:
+            self._start_tier(name, image, command, port, path)
 
     def endpoints(self) -> Endpoints:
         gateway, clickhouse = self.containers["gateway"], self.containers["clickhouse"]

@@ -59,21 +59,15 @@ class LocalPipeline(PipelineRunner):
         self.ports = {name: free_port() for name in ("clickhouse", "gateway", "archiver", "loader")}
         self.pipeline: Pipeline | None = None
 
-    def start(self) -> Pipeline:
+    def launch(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
-        try:
-            self.broker.ensure()
-            clickhouse, *tiers = self.processes()
-            self._start(clickhouse)  # first: it loads its engine while the topics are made
-            self._create_topics()
-            for process in tiers:
-                self._start(process)
-            self._wait_healthy([clickhouse, *tiers])
-        except BaseException:
-            self.stop()
-            raise
-        self.pipeline = Pipeline(self.endpoints())
-        return self.pipeline
+        self.broker.ensure()
+        clickhouse, *tiers = self.processes()
+        self._start(clickhouse)  # first: it loads its engine while the topics are made
+        self._create_topics()
+        for process in tiers:
+            self._start(process)
+        self._wait_healthy([clickhouse, *tiers])
 
     def endpoints(self) -> Endpoints:
         return Endpoints(gateway_url=f"http://127.0.0.1:{self.ports['gateway']}", api_key=API_KEY,

@@ -195,7 +195,22 @@ def _is_data_file(path: Path, root: Path) -> bool:
 class PipelineRunner:
     """What starts and stops a pipeline (local processes or containers); ``with runner as pipeline:``."""
 
+    pipeline: Pipeline | None = None
+
     def start(self) -> Pipeline:
+        """Launch everything; whatever started is stopped again if the launch fails halfway."""
+        try:
+            self.launch()
+        except BaseException:
+            self.stop()
+            raise
+        self.pipeline = Pipeline(self.endpoints())
+        return self.pipeline
+
+    def launch(self) -> None:
+        raise NotImplementedError
+
+    def endpoints(self) -> Endpoints:
         raise NotImplementedError
 
     def stop(self) -> None:
