@@ -229,8 +229,9 @@ def _worker() -> str:
     return _scrape(port)
 
 
+# The privacy list's age is exported by the gateway and every consumer alike; the gateway's scrape shows it.
 COMPONENTS = {"gateway": _gateway, "consumer": _runtime, "loader": _loader, "worker": _worker,
-              "archiver": _archiver}
+              "archiver": _archiver, "privacy": _gateway}
 
 
 def referenced_names() -> set[str]:
