@@ -152,11 +152,7 @@ class KafkaBackend:
         except (BufferError, KafkaException) as exc:
             ack.settle(count - produced)
             raise Unavailable(f"producer refused the events: {exc}", 2, enqueued=produced > 0) from None
-        self._waiting += 1
-        try:
-            await self._await(ack, deadline)
-        finally:
-            self._waiting -= 1
+        await self._await(ack, deadline)
 
     def messages(self, records: list[Record], rejected: list[Rejected]) -> list[Message]:
         """The messages ``send`` produces for these events (kept as they are by the fallback store)."""
@@ -200,21 +196,19 @@ class KafkaBackend:
         except (BufferError, KafkaException) as exc:
             ack.settle(count - produced)
             raise Unavailable(f"producer refused the stored events: {exc}", 2, enqueued=produced > 0) from None
-        self._waiting += 1
-        try:
-            await self._await(ack, deadline)
-        finally:
-            self._waiting -= 1
+        await self._await(ack, deadline)
 
     async def _await(self, ack: _Ack, deadline: float) -> None:
         # A timer on the future itself: cheaper than wait_for(shield(...)) on the hot path.
         timer = asyncio.get_running_loop().call_later(deadline, _expire, ack.future)
+        self._waiting += 1  # the pump polls every millisecond while anyone waits
         try:
             error = await ack.future
         except TimeoutError:
             raise Unavailable(f"broker did not acknowledge within {deadline:g}s", max(1, int(deadline)),
                               enqueued=True) from None
         finally:
+            self._waiting -= 1
             timer.cancel()
         if error is not None:
             if error.code() in _FENCED:
