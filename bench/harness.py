@@ -35,7 +35,7 @@ class Pipeline:
             evpipe_archiver_metrics_port=free_port(), evpipe_loader_metrics_port=free_port(),
             evpipe_clickhouse_port=free_port(), evpipe_archive_rotate_s=archive_rotate_s,
         )
-        self._client: Any = None
+        self._clients = threading.local()  # a ClickHouse client per thread: the Tracker queries beside drain()
         self.state = self.settings.evpipe_state_dir.resolve()
         self.warm = 60  # warm-up events, in every count (callers subtract them)
 
@@ -89,10 +89,11 @@ class Pipeline:
         """SQL on the stack's ClickHouse, through a client of its own as an analyst's would be."""
         from evpipe.clickhouse import connect
 
-        if self._client is None:
-            self._client = connect(self.clickhouse_url)
-            self._client.database = "evpipe"
-        return [list(row) for row in self._client.query(sql).result_rows]
+        client = getattr(self._clients, "client", None)
+        if client is None:
+            client = self._clients.client = connect(self.clickhouse_url)
+            client.database = "evpipe"
+        return [list(row) for row in client.query(sql).result_rows]
 
     def loaded(self) -> tuple[int, int]:
         """(rows, distinct event ids) in ClickHouse."""

@@ -33,6 +33,33 @@ def _rollup_matches(stage: Stage3) -> bool:
     return int(events) == int(rollup)
 
 
+def _ledger_progress(stage: Stage3) -> str:
+    """The deletion's ledger document as saved last ('' before the first save)."""
+    exists = stage.target.query(f"SELECT count() AS n FROM system.tables WHERE database = '{stage.database}' "
+                                "AND name = 'privacy_requests'")[0]["n"]
+    if not exists:  # the first run creates the ledger
+        return ""
+    rows = stage.target.query(f"SELECT argMax(document, version) AS d FROM {stage.database}.privacy_requests")
+    return str(rows[0]["d"]) if rows else ""
+
+
+def _after_ledger_saves(stage: Stage3, proc: subprocess.Popen[bytes], saves: int, within_s: float = 120) -> bool:
+    """Wait until the run is seen to have saved its progress ``saves`` times (True), or has exited (False).
+
+    Every step of a deletion saves the ledger, archive files one by one: a kill counted this way
+    lands inside the work on any machine, however fast it runs.
+    """
+    last, seen, deadline = _ledger_progress(stage), 0, time.monotonic() + within_s
+    while proc.poll() is None:
+        now = _ledger_progress(stage)
+        seen, last = seen + (now != last), now
+        if seen >= saves:
+            return True
+        assert time.monotonic() < deadline, f"the deletion saved no progress in {within_s:.0f} s"
+        time.sleep(0.02)
+    return False
+
+
 def test_delete_a_everywhere(kafka: Service, clickhouse: Service, topic: str, tmp_path: Path) -> None:
     stage = Stage3(kafka, clickhouse, topic, tmp_path)
     stage.create_topics()
@@ -130,15 +157,15 @@ def test_kill_9_during_deletion_then_rerun(kafka: Service, clickhouse: Service, 
         before, files = _baseline(stage), stage.archive_files()
         rng = random.Random()
         kills, finished = 0, False
-        while not finished and kills < 12:  # killed at a random point each time, until a run finishes
+        while not finished and kills < 12:  # killed at a random point of its work each time, until a run finishes
             proc = subprocess.Popen([sys.executable, "-m", "evpipe", "privacy", "delete", "--user-id", "A"],
                                     cwd=ROOT, env=stage.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                finished = proc.wait(rng.uniform(1.0, 4.0)) == 0
-            except subprocess.TimeoutExpired:
+            if _after_ledger_saves(stage, proc, rng.randint(1, 20)):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(30)
                 kills += 1
+            else:
+                finished = proc.wait(30) == 0
         final = stage.evpipe("privacy", "delete", "--user-id", "A")  # a run after the end: the same end state
         assert final.returncode == 0, final.stdout + final.stderr
         assert kills >= 3, f"only {kills} kills"
