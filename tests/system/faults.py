@@ -63,6 +63,7 @@ class FaultScheduler:
     injected: Counter[str] = field(default_factory=Counter)
     s3_gateway: Any = None  # evpipe.local.ceph.RadosGateway the archivers write through, for "s3_down"
     caught_up: Callable[[], Callable[[], bool]] | None = None  # snapshot now; the check passes once it is sunk
+    behind: Callable[[], str] | None = None  # what is not sunk yet, in words (for a timeout's message)
     recovery_s: dict[str, float] = field(default_factory=dict)  # kind: worst time from fault end to caught up
     log: list[str] = field(default_factory=list)
 
@@ -89,7 +90,10 @@ class FaultScheduler:
              "s3_down": self.s3_down, "rolling_restart": self.rolling_restart}[kind]()
         ended = time.monotonic()
         check = self.caught_up() if self.caught_up else (lambda: True)
-        wait_for(lambda: self.all_healthy() and check(), 240, f"healthy and caught up after {kind}", poll=1.0)
+        try:
+            wait_for(lambda: self.all_healthy() and check(), 240, f"healthy and caught up after {kind}", poll=1.0)
+        except AssertionError as exc:  # say which part is behind: a bare timeout cannot be diagnosed from CI's log
+            raise AssertionError(f"{exc}; {self.diagnose()}") from None
         took = time.monotonic() - ended
         self.injected[kind] += 1
         self.recovery_s[kind] = max(self.recovery_s.get(kind, 0.0), took)
@@ -97,6 +101,12 @@ class FaultScheduler:
 
     def all_healthy(self) -> bool:
         return all(http_ok(t.health_url) for t in self.targets)
+
+    def diagnose(self) -> str:
+        unhealthy = [t.name for t in self.targets if not http_ok(t.health_url)]
+        behind = self.behind() if self.behind else "not checked"
+        tails = "\n".join(f"--- {t.name}\n{Daemon(t.name, self.state).log_tail(25)}" for t in self.targets)
+        return f"unhealthy: {unhealthy or 'none'}; behind: {behind}\nlogs:\n{tails}"
 
     def kill9(self, tier: str) -> None:
         """kill -9 one replica of ``tier`` (gateway, archiver, loader, clickhouse), chosen at random."""

@@ -61,6 +61,16 @@ def sunk_check(stack: SystemStack, acked: set[str]) -> Callable[[], bool]:
     return check
 
 
+def behind(stack: SystemStack, acked: set[str]) -> str:
+    """How many acknowledged ids each sink still lacks."""
+    try:
+        in_ch, in_archive = set(stack.clickhouse_ids(LOAD_TYPE)), set(stack.archive_ids(LOAD_TYPE))
+    except Exception as exc:  # a diagnosis must not hide the failure it explains
+        return f"sinks unreadable ({type(exc).__name__}: {exc})"
+    return (f"{len(acked - in_ch)} of {len(acked)} acknowledged ids missing in ClickHouse, "
+            f"{len(acked - in_archive)} in the archive")
+
+
 def same_ids(stack: SystemStack) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -93,6 +103,7 @@ def run_and_check(stack: SystemStack, kinds: list[str], title: str, s3_gateway: 
                                outage_s=(30.0, 60.0) if FULL else (5.0, 8.0))
     load = TrackingLoad(stack.urls, API_KEY, rate=600.0 if FULL else 150.0)
     scheduler.caught_up = lambda: sunk_check(stack, load.acked_now())
+    scheduler.behind = lambda: behind(stack, load.acked_now())
     print(f"fault seed {scheduler.seed}", flush=True)
     rss = RssWatch(stack.state, [t.name for t in stack.targets])
     rss.start()
