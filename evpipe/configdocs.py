@@ -51,6 +51,7 @@ SHARED: tuple[tuple[str, str], ...] = (
     ("Redis", "evpipe.settings:RedisSettings"),
     ("Archive", "evpipe.settings:ArchiveSettings"),
     ("Privacy", "evpipe.privacy.settings:PrivacySettings"),
+    ("Tracking plans (archiver, loader)", "evpipe.plans.settings:PlanSettings"),
     ("Consumer runtime", "consumers.runtime.settings:ConsumerSettings"),
 )
 

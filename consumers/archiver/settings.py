@@ -6,12 +6,13 @@ from pydantic import Field
 
 from consumers.archiver.dedup import DEFAULT_MAX_IDS, DEFAULT_WINDOW_S
 from consumers.runtime.settings import ConsumerSettings
+from evpipe.plans.settings import PlanSettings
 from evpipe.privacy.settings import PrivacySettings
 from evpipe.settings import ArchiveSettings, ClickHouseSettings, LogSettings, StateSettings
 
 
-class ArchiverSettings(ConsumerSettings, ArchiveSettings, ClickHouseSettings, PrivacySettings, StateSettings,
-                       LogSettings):
+class ArchiverSettings(ConsumerSettings, ArchiveSettings, ClickHouseSettings, PrivacySettings, PlanSettings,
+                       StateSettings, LogSettings):
     archiver_group: str = Field("evpipe-archiver", description="Consumer group id of the archivers.")
     # Batches are files: cut them large (tens of MB of Parquet), not every few seconds.
     consumer_batch_max_messages: int = Field(1_000_000, ge=1, description="Rotate a partition's file at this many events.")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from consumers.runtime.settings import ConsumerSettings
+from evpipe.plans.settings import PlanSettings
 from evpipe.privacy.settings import PrivacySettings
 from evpipe.settings import ClickHouseSettings, LogSettings, StateSettings
 
 
-class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings, PrivacySettings, LogSettings):
+class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings, PrivacySettings, PlanSettings,
+                     LogSettings):
     loader_group_id: str = Field("evpipe-loader", description="Kafka consumer group of the loaders.")
     loader_consume_replay: bool = Field(
         True, description="Also load KAFKA_REPLAY_TOPIC (backfills from the archive), not only KAFKA_TOPIC."
