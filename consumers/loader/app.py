@@ -13,6 +13,7 @@ from consumers.loader.metrics import LoaderMetrics
 from consumers.loader.settings import LoaderSettings
 from consumers.loader.sink import ClickHouseSink
 from consumers.loader.tables import migrate
+from consumers.loader.typed import watch_plans
 from consumers.runtime import ConsumerLoop
 from consumers.runtime.deadletter import DeadLetters
 from consumers.runtime.metrics import ConsumerMetrics
@@ -45,6 +46,9 @@ class Loader:
                           settings.clickhouse_cluster)
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
+        # The typed p_<property> columns of TRACKING_PLANS, added now and whenever the plans change.
+        self.plans = watch_plans(settings, settings.clickhouse_url, settings.clickhouse_database,
+                                 settings.clickhouse_cluster, self.registry)
         self.dead_letters = DeadLetters(producer_config(settings, **{"linger.ms": 0}), settings.kafka_dlq_topic)
         self.sink = ClickHouseSink(self.client, settings.clickhouse_database, fields,
                                    dead_letter=DeadLetterRows(self.dead_letters),
@@ -64,9 +68,13 @@ class Loader:
         """Blocks until :meth:`stop` (the entry point maps SIGTERM/SIGINT to it); then flushes, commits, cleans up."""
         self.admin.start()
         try:
+        if self.plans is not None:
+            self.plans.start()
             self.loop.run()
         finally:
             self.admin.stop()
+            if self.plans is not None:
+                self.plans.stop()
             self.dead_letters.close()
 
     def stop(self) -> None:

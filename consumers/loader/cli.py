@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 def migrate_only(settings: LoaderSettings) -> int:
     from consumers.loader.tables import migrate
+    from consumers.loader.typed import migrate_typed
     from evpipe.clickhouse import ClickHouseUnreachable, connect_waiting
 
     try:
@@ -63,5 +64,7 @@ def migrate_only(settings: LoaderSettings) -> int:
         return 1
     applied = migrate(client, settings.clickhouse_database, dedup_days=settings.loader_dedup_days,
                       cluster=settings.clickhouse_cluster)
+    applied += migrate_typed(settings, settings.clickhouse_url, settings.clickhouse_database,
+                             settings.clickhouse_cluster)
     print("\n".join(applied) if applied else "schema up to date")
     return 0

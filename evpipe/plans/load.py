@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ class PlanSet:
     """Every source's plan, by source_id; ``fingerprint`` tells whether the files changed since."""
 
     plans: dict[str, Plan] = field(default_factory=dict)
-    fingerprint: tuple[tuple[str, int, int], ...] = ()
+    fingerprint: tuple[tuple[str, object, object], ...] = ()  # (name, size or ETag, mtime) per file
 
 
 def plan_files(directory: Path) -> list[Path]:
@@ -29,9 +30,9 @@ def plan_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
 
 
-def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
+def fingerprint(directory: Path) -> tuple[tuple[str, object, object], ...]:
     """Names, sizes and modification times: cheap enough to take every few seconds."""
-    stats = []
+    stats: list[tuple[str, object, object]] = []
     for path in plan_files(directory):
         st = path.stat()
         stats.append((path.name, st.st_size, st.st_mtime_ns))
@@ -41,14 +42,19 @@ def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
 def load_directory(directory: Path) -> PlanSet:
     """Every plan file of ``directory``, checked and compiled; raises PlanError at the first bad one."""
     before = fingerprint(directory)
+    return PlanSet(one_per_source(parse_plan(read_document(path), path.name) for path in plan_files(directory)),
+                   before)
+
+
+def one_per_source(parsed: Iterable[Plan]) -> dict[str, Plan]:
+    """The plans by source; raises PlanError at a second file for one source."""
     plans: dict[str, Plan] = {}
-    for path in plan_files(directory):
-        plan = parse_plan(read_document(path), path.name)
+    for plan in parsed:
         if plan.source in plans:
-            raise PlanError(path.name, "/source", f"source {plan.source!r} already has a plan in "
+            raise PlanError(plan.file, "/source", f"source {plan.source!r} already has a plan in "
                             f"{plans[plan.source].file}: one file per source")
         plans[plan.source] = plan
-    return PlanSet(plans, before)
+    return plans
 
 
 def lint_directory(directory: Path) -> list[PlanError]:
@@ -73,12 +79,16 @@ def read_document(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(path.name, "", f"cannot read: {exc}") from None
+    return parse_document(path.name, text)
+
+
+def parse_document(name: str, text: str) -> Any:
+    """A plan file's text as JSON (``*.json``) or YAML (the others), wherever it was read from."""
+    is_json = name.endswith(".json")
     try:
-        if path.suffix == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
+        return json.loads(text) if is_json else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise PlanError(path.name, "", f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+        raise PlanError(name, "", f"not valid {'JSON' if is_json else 'YAML'}: {exc}") from None
 
 
 def load_file(path: Path) -> Plan:
