@@ -58,7 +58,8 @@ class Gateway:
         if (cache := self.privacy.cache) is not None:
             self.metrics.suppression_age.set_function(lambda: cache.age_s)
         self.plans = TrackingPlans(settings.gateway_tracking_plans, settings.gateway_tracking_plans_reload_s,
-                                   self.metrics.plans)  # a bad plan at start is a configuration error
+                                   self.metrics.plans,  # a bad plan at start is a configuration error
+                                   settings.s3_endpoint_url)
         self.intake = Intake(settings, keys, client_ip, self.backend, self.metrics, self.fallback,
                              self.privacy.cache, self.plans)
         self.draining = False
@@ -85,7 +86,7 @@ class Gateway:
             log.info("fallback store for broker outages: %s", self.fallback.store.uri)
             self._fallback_task = asyncio.create_task(self.fallback.run(), name="fallback")
         self._privacy_task = asyncio.create_task(self.privacy.refresh_forever(), name="suppression-list")
-        if self.plans.directory is not None:
+        if self.plans.source is not None:
             self._plans_task = asyncio.create_task(self.plans.run(), name="tracking-plans")
         self.started = True
 

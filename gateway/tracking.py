@@ -1,4 +1,4 @@
-"""The tracking plans in force at this gateway, re-read from their directory without a restart.
+"""The tracking plans in force at this gateway, re-read from their directory or S3 prefix without a restart.
 
 A reload is all or nothing: the directory's files are loaded and compiled aside, and only a set that
 loads whole replaces the one in force, in one assignment (a request sees the old set or the new one,
@@ -9,27 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 from evpipe.plans.check import SourceCheck
-from evpipe.plans.load import PlanSet, fingerprint, load_directory
+from evpipe.plans.load import PlanSet
 from evpipe.plans.model import PlanError
+from evpipe.plans.source import Fingerprint, open_source
 from gateway.metrics import PlanMetrics
 
 log = logging.getLogger("evpipe.gateway")
 
 
 class TrackingPlans:
-    def __init__(self, directory: str, reload_s: float, metrics: PlanMetrics) -> None:
-        self.directory = Path(directory) if directory else None
+    def __init__(self, location: str, reload_s: float, metrics: PlanMetrics, s3_endpoint_url: str = "") -> None:
+        self.source = open_source(location, s3_endpoint_url)  # a directory, s3://bucket/prefix, or None
         self.reload_s = reload_s
         self.metrics = metrics
         self.checks: dict[str, SourceCheck] = {}
-        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
-        self._refused: tuple[tuple[str, int, int], ...] | None = None
-        if self.directory is not None:
+        self._fingerprint: Fingerprint = ()
+        self._refused: Fingerprint | None = None
+        if self.source is not None:
             # At start a bad plan is a configuration error: better no gateway than one enforcing nothing.
-            self._put_in_force(load_directory(self.directory))
+            self._put_in_force(self.source.load())
 
     def for_source(self, source: str) -> SourceCheck | None:
         """The source's plan, or None: then its events are not looked at (no cost at all)."""
@@ -44,7 +44,7 @@ class TrackingPlans:
         return True
 
     async def run(self) -> None:
-        """Look for changed plan files every GATEWAY_TRACKING_PLANS_RELOAD_S seconds (file I/O off the loop)."""
+        """Look for changed plan files every GATEWAY_TRACKING_PLANS_RELOAD_S seconds (I/O off the loop)."""
         while True:
             await asyncio.sleep(self.reload_s)
             plans = await asyncio.to_thread(self._load_if_changed)
@@ -52,24 +52,24 @@ class TrackingPlans:
                 self._apply(plans)
 
     def _load_if_changed(self) -> PlanSet | None:
-        if self.directory is None:
+        if self.source is None:
             return None
         try:
-            current = fingerprint(self.directory)
+            current = self.source.fingerprint()
             if current == self._fingerprint:  # unchanged, or changed back to the set in force
                 self._refused = None
                 self.metrics.refused.set(0)
                 return None
             if current == self._refused:  # refused as it is: said once, not every few seconds
                 return None
-            return load_directory(self.directory)
+            return self.source.load()
         except (PlanError, OSError) as exc:
             self._refuse(exc)
             return None
 
     def _refuse(self, exc: Exception) -> None:
         try:
-            self._refused = fingerprint(self.directory) if self.directory else None
+            self._refused = self.source.fingerprint() if self.source else None
         except (PlanError, OSError):
             self._refused = None
         self.metrics.reload_failures.inc()
