@@ -34,6 +34,7 @@ def run(_args: argparse.Namespace) -> int:
     from consumers.archiver.settings import ArchiverSettings
     from consumers.archiver.sink import ParquetSink
     from consumers.archiver.store import LocalStore, open_store
+    from consumers.archiver.typed import watch_plans
     from consumers.runtime import ConsumerLoop
     from consumers.runtime.metrics import ConsumerMetrics, process_registry, serve
     from consumers.runtime.parse import parse_values
@@ -57,6 +58,8 @@ def run(_args: argparse.Namespace) -> int:
     registry = process_registry()  # one per process: the sink's and the runtime's metrics, served together
     sink = ParquetSink(store, settings.archiver_row_group_rows, settings.archiver_zstd_level,
                        settings.archiver_dedup_window_s, settings.archiver_dedup_max_ids, ArchiverMetrics(registry))
+    plans, typed = watch_plans(settings, registry)  # TRACKING_PLANS' typed p_ columns, kept current in a thread
+    sink.typed_columns = typed.current
     metrics = ConsumerMetrics(registry)
     privacy = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
                                  clickhouse_database=settings.clickhouse_database,
@@ -68,5 +71,7 @@ def run(_args: argparse.Namespace) -> int:
     logging.getLogger("evpipe.archiver").info(
         "archiving %s to %s (metrics on :%d)", settings.kafka_topic, store.uri, settings.metrics_port)
     tune_for_throughput(settings.consumer_gc_gen0_threshold)  # after start-up: what was built so far is frozen
+    if plans is not None:
+        plans.start()
     run_until_signalled(loop)
     return 0

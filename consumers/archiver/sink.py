@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +37,8 @@ from consumers.archiver.layout import data_key, manifest_key
 from consumers.archiver.metrics import ArchiverMetrics
 from consumers.archiver.store import Store
 from consumers.runtime.sink import Batch
+from schemas.typed import TypedColumn
+from schemas.typed_arrow import with_typed_columns
 
 _MS_PER_HOUR = 3_600_000
 
@@ -49,6 +52,8 @@ class ParquetSink:
         self.row_group_rows = row_group_rows
         self.zstd_level = zstd_level
         self.dedup = Deduplicator(store, dedup_window_s, dedup_max_ids)
+        # The tracking plans' typed p_ columns (consumers/archiver/typed.py): none unless TRACKING_PLANS is set.
+        self.typed_columns: Callable[[], Sequence[TypedColumn]] = tuple
 
     def pending_end(self, topic: str, partition: int, start_offset: int) -> int | None:
         data = self.store.get(manifest_key(topic, partition, start_offset))
@@ -67,7 +72,8 @@ class ParquetSink:
 
     def write(self, batch: Batch) -> None:
         decision = self.dedup.decide(batch)  # the one begin made, unless write comes alone
-        for hour, table in split_by_hour(decision.apply(batch.table)):
+        rows = with_typed_columns(decision.apply(batch.table), self.typed_columns())  # once per batch
+        for hour, table in split_by_hour(rows):
             key = data_key(batch.topic, batch.partition, batch.first_offset, batch.last_offset, hour)
             data = self._encode(table)
             started = time.perf_counter()
