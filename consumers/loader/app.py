@@ -67,14 +67,14 @@ class Loader:
     def run(self) -> None:
         """Blocks until :meth:`stop` (the entry point maps SIGTERM/SIGINT to it); then flushes, commits, cleans up."""
         self.admin.start()
-        try:
         if self.plans is not None:
             self.plans.start()
+        try:
             self.loop.run()
         finally:
-            self.admin.stop()
             if self.plans is not None:
                 self.plans.stop()
+            self.admin.stop()
             self.dead_letters.close()
 
     def stop(self) -> None:
