@@ -58,6 +58,16 @@ def test_values_of_the_planned_json_type_and_null_otherwise() -> None:
     assert got["p_gift"] == [True, None, None, None, None, None, None]
 
 
+def test_a_large_batch_with_a_few_odd_values_keeps_every_other_value() -> None:
+    properties: list[dict[str, Any]] = [{"revenue": i, "items": i} for i in range(3000)]
+    properties[1234] = {"revenue": "1234", "items": 1234.5}
+    properties[2999] = {"revenue": [1], "items": {"n": 1}}
+    got = _typed(properties)
+    expected = [None if i in (1234, 2999) else i for i in range(3000)]
+    assert got["p_items"] == expected
+    assert got["p_revenue"] == [None if v is None else float(v) for v in expected]
+
+
 def _sink(tmp_path: Path, plans_dir: Path | None) -> ParquetSink:
     sink = ParquetSink(LocalStore(tmp_path / "archive"))
     if plans_dir is not None:
