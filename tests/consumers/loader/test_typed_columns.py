@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,29 @@ def test_cluster_ddl_adds_to_the_local_table_then_the_distributed_one() -> None:
     # Same shape as the fields' own additive migrations.
     assert [m.id for m in add_column_migrations(Tables("db"), [], "c")] == []
     assert ORDER_SCHEMA["properties"]["revenue"]["type"] == "number"
+
+
+def test_the_loader_adds_the_columns_at_start_and_after_a_plan_change(
+        clickhouse: Service, client: Client, ch_database: str, tmp_path: Path) -> None:
+    from consumers.loader.settings import LoaderSettings
+    from consumers.loader.typed import watch_plans
+    from evpipe.settings import ConfigError
+
+    migrate(client, ch_database)
+    write(tmp_path, "source_a.yaml", plan())
+    settings = LoaderSettings(tracking_plans=str(tmp_path), tracking_plans_reload_s=0.05)
+    watcher = watch_plans(settings, clickhouse.url, ch_database, "")
+    assert watcher is not None and set(_types(client, ch_database)) == {"p_order_id", "p_revenue", "p_currency"}
+    watcher.start()
+    try:
+        write(tmp_path, "source_b.yaml", plan(source="b", signup={"properties": {
+            "type": "object", "properties": {"plan": {"type": "string"}}}}))
+        deadline = time.monotonic() + 10
+        while "p_plan" not in _types(client, ch_database) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "p_plan" in _types(client, ch_database)
+    finally:
+        watcher.stop()
+    write(tmp_path, "source_c.yaml", "version: [")
+    with pytest.raises(ConfigError, match="TRACKING_PLANS: source_c.yaml"):
+        watch_plans(settings, clickhouse.url, ch_database, "")
