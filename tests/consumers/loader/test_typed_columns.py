@@ -157,3 +157,18 @@ def test_the_loader_adds_the_columns_at_start_and_after_a_plan_change(
     write(tmp_path, "source_c.yaml", "version: [")
     with pytest.raises(ConfigError, match="TRACKING_PLANS: source_c.yaml"):
         watch_plans(settings, clickhouse.url, ch_database, "")
+
+
+def test_integer_and_boolean_columns_take_only_their_json_type(client: Client, ch_database: str, tmp_path: Path) -> None:
+    migrate(client, ch_database)
+    schema = {"type": "object", "properties": {"items": {"type": "integer"}, "gift": {"type": "boolean"}}}
+    TypedColumnKeeper(client, ch_database)(_plans(tmp_path, order_completed={"properties": schema}))
+    texts = ['{"items": 3, "gift": true}', '{"items": 2.5, "gift": 1}', '{"items": "4", "gift": "true"}',
+             '{"items": -7, "gift": false}', '{"items": 1180591620717411303424}']
+    rows = [dict(event(i), properties=text) for i, text in enumerate(texts)]
+    sink = ClickHouseSink(client, ch_database, dead_letter=lambda *_args: None)
+    b = batch(rows)
+    sink.begin(b)
+    sink.write(b)
+    got = client.query(f"SELECT p_items, p_gift FROM {Tables(ch_database).events}").result_rows
+    assert sorted(got, key=str) == sorted([(3, True), (None, None), (None, None), (-7, False), (None, None)], key=str)
