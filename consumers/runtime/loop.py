@@ -282,7 +282,11 @@ class ConsumerLoop:
             return
         try:
             for (topic, partition), offset in self.source.committed(keys).items():
-                low, high = self.source.watermarks((topic, partition), cached=False)
+                # The high watermarks the fetch responses carry: asking the broker instead is a round trip
+                # per partition, each queued behind a fetch's long poll on the same connection, and it
+                # stalled this loop for seconds per refresh (a hot partition's consumption fell to 1,000
+                # messages per 3-6 s with CONSUMER_LAG_INTERVAL_S=1; see bench/overflow.py).
+                low, high = self.source.watermarks((topic, partition), cached=True)
                 position = offset if offset >= 0 else low
                 self.metrics.lag.labels(topic, str(partition)).set(max(0, high - position))
         except SourceError as exc:
