@@ -87,4 +87,5 @@ def create_topics(
 
 
 def pipeline_topics(settings: KafkaSettings) -> list[str]:
-    return [settings.kafka_topic, settings.kafka_invalid_topic, settings.kafka_dlq_topic, settings.kafka_replay_topic]
+    return [settings.kafka_topic, settings.overflow_topic, settings.kafka_invalid_topic, settings.kafka_dlq_topic,
+            settings.kafka_replay_topic]

@@ -52,8 +52,16 @@ class KafkaSettings(EnvSettings):
     kafka_invalid_topic: str = Field("events.invalid", description="Topic for events the gateway rejected, with the reason.")
     kafka_dlq_topic: str = Field("events.dlq", description="Dead-letter topic for messages a consumer cannot process.")
     kafka_replay_topic: str = Field("events.replay", description="Low-priority topic that backfills are produced to.")
+    kafka_overflow_topic: str = Field(
+        "", description="Overflow lane: a key's events over GATEWAY_OVERFLOW_KEY_EVENTS_PER_S go here, spread over "
+        "its partitions; the archiver and loader consume it like the main topic. Empty: KAFKA_TOPIC + '.overflow'."
+    )
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic when evpipe creates topics.")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor when evpipe creates topics.")
+
+    @property
+    def overflow_topic(self) -> str:
+        return self.kafka_overflow_topic or f"{self.kafka_topic}.overflow"
 
 
 class ClickHouseSettings(EnvSettings):

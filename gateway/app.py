@@ -30,8 +30,9 @@ from gateway.clientip import ClientIp, parse_networks
 from gateway.errors import BodyError
 from gateway.fallback.service import Fallback
 from gateway.intake import Incoming, Intake, error_response, json_response
-from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
+from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, OverflowCollector
 from gateway.openapi import openapi_document
+from gateway.overflow import HotKeys
 from gateway.privacy import GatewayPrivacy
 from gateway.segment import CALLS, SHORT_PATHS
 from gateway.settings import DEV_API_KEYS, GatewaySettings
@@ -52,8 +53,10 @@ class Gateway:
         keys = KeyStore(load_keys(settings.gateway_api_keys, settings.gateway_api_keys_file))
         client_ip = ClientIp(parse_networks(settings.gateway_trusted_proxies))
         self.privacy = GatewayPrivacy.create(settings)  # admin keys checked; no connection opened here
-        self.backend = backend or create_backend(settings)
-        self.metrics = GatewayMetrics(lambda: float(self.backend.queued()))
+        self.hot_keys = HotKeys.of(settings)
+        self.backend = backend or create_backend(settings, self.hot_keys)
+        self.metrics = GatewayMetrics(lambda: float(self.backend.queued()),
+                                      overflow=OverflowCollector(self.hot_keys, settings.gateway_overflow_top_keys))
         self.fallback = Fallback.create(settings, self.backend, self.metrics.fallback)
         if (cache := self.privacy.cache) is not None:
             self.metrics.suppression_age.set_function(lambda: cache.age_s)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "FallbackMetrics", "GatewayMetrics", "PlanMetrics"]
+from gateway.overflow import HotKeys
+
+__all__ = ["CONTENT_TYPE_LATEST", "FallbackMetrics", "GatewayMetrics", "OverflowCollector", "PlanMetrics"]
 
 
 class FallbackMetrics:
@@ -65,8 +69,33 @@ class PlanMetrics:
             self.violations.labels(*labels).inc()
 
 
+class OverflowCollector(Collector):
+    """The overflow lane, read from its buckets at each scrape: the hot-key set changes by the second,
+    so the top-N gauge is built anew each time instead of leaving stale label sets behind."""
+
+    def __init__(self, hot_keys: HotKeys, top: int) -> None:
+        self.hot_keys = hot_keys
+        self.top = top
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily("evpipe_gateway_overflow_events", "Events over their key's rate, sent to "
+                                     "the overflow topic, by source.", labels=["source"])
+        for source, count in sorted(self.hot_keys.by_source.items()):
+            events.add_metric([source], count)
+        yield events
+        keys = GaugeMetricFamily("evpipe_gateway_overflow_hot_keys", "The keys (source_id:user_id) overflowing "
+                                 "most now: events overflowed in the last 10-20 s (top GATEWAY_OVERFLOW_TOP_KEYS).",
+                                 labels=["key"])
+        for key, count in self.hot_keys.top(self.top):
+            keys.add_metric([key], count)
+        yield keys
+        yield GaugeMetricFamily("evpipe_gateway_overflow_keys_tracked", "Keys with a token bucket (bounded).",
+                                value=self.hot_keys.tracked())
+
+
 class GatewayMetrics:
-    def __init__(self, queued: Callable[[], float], registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, queued: Callable[[], float], registry: CollectorRegistry | None = None,
+                 overflow: OverflowCollector | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter("evpipe_gateway_requests", "HTTP requests by route and status.",
@@ -97,6 +126,8 @@ class GatewayMetrics:
         self.queued.set_function(queued)
         self.fallback = FallbackMetrics(r)
         self.plans = PlanMetrics(r)
+        if overflow is not None:
+            r.register(overflow)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

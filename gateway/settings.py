@@ -54,6 +54,16 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, ClickHouse
         10_000.0, ge=0, description="Per-key token-bucket refill rate in events/s (0 disables rate limiting)."
     )
     gateway_rate_limit_burst: int = Field(100_000, ge=1, description="Per-key token-bucket size in events.")
+    gateway_overflow_key_events_per_s: float = Field(
+        1_000.0, ge=0, description="Overflow lane: events/s one partition key (source_id:user_id) may send to its "
+        "partition, per gateway process; the rest go to KAFKA_OVERFLOW_TOPIC, spread (0: off)."
+    )
+    gateway_overflow_key_burst: int = Field(
+        10_000, ge=1, description="Overflow lane: events a key may send at once before its rate applies."
+    )
+    gateway_overflow_top_keys: int = Field(
+        10, ge=0, le=100, description="Overflow lane: the keys overflowing most, exported as a metric (0: none)."
+    )
     gateway_cors_origins: str = Field(
         "*", description="Origins allowed to send from browsers, comma-separated ('*' = any, empty = no CORS)."
     )
@@ -112,8 +122,9 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, ClickHouse
     )
     # -- tracking plans (evpipe/plans, docs/tracking-plans.md) ---------------------------------------------
     gateway_tracking_plans: str = Field(
-        "", description="Directory of tracking-plan files (*.yaml, *.yml, *.json; one per source): each event "
-        "type's JSON Schema, checked per the plan's mode (enforce, tag, off). Empty: no plans, no checks.",
+        "", description="Tracking-plan files (*.yaml, *.yml, *.json; one per source) in a directory or under "
+        "s3://bucket/prefix: each event type's JSON Schema, checked per the plan's mode (enforce, tag, off). "
+        "Empty: no plans, no checks.",
     )
     gateway_tracking_plans_reload_s: float = Field(
         5.0, gt=0, description="How often the gateway looks for changed plan files; a changed set that does not "

@@ -57,7 +57,8 @@ def run(_args: argparse.Namespace) -> int:
         store.remove_stale_temp_files(settings.archiver_stale_temp_s)
     registry = process_registry()  # one per process: the sink's and the runtime's metrics, served together
     sink = ParquetSink(store, settings.archiver_row_group_rows, settings.archiver_zstd_level,
-                       settings.archiver_dedup_window_s, settings.archiver_dedup_max_ids, ArchiverMetrics(registry))
+                       settings.archiver_dedup_window_s, settings.archiver_dedup_max_ids, ArchiverMetrics(registry),
+                       folders={settings.overflow_topic: settings.kafka_topic})
     plans, typed = watch_plans(settings, registry)  # TRACKING_PLANS' typed p_ columns, kept current in a thread
     sink.typed_columns = typed.current
     metrics = ConsumerMetrics(registry)
@@ -65,11 +66,11 @@ def run(_args: argparse.Namespace) -> int:
                                  clickhouse_database=settings.clickhouse_database,
                                  clickhouse_cluster=settings.clickhouse_cluster)
     parse = suppressing(parse_values, suppression_cache(privacy, settings), metrics)
-    loop = ConsumerLoop(settings, sink, settings.archiver_group, [settings.kafka_topic], metrics=metrics,
-                        parse=parse)
+    topics = [settings.kafka_topic, settings.overflow_topic]  # the overflow lane is live traffic too
+    loop = ConsumerLoop(settings, sink, settings.archiver_group, topics, metrics=metrics, parse=parse)
     serve(registry, settings.metrics_port)
     logging.getLogger("evpipe.archiver").info(
-        "archiving %s to %s (metrics on :%d)", settings.kafka_topic, store.uri, settings.metrics_port)
+        "archiving %s to %s (metrics on :%d)", " and ".join(topics), store.uri, settings.metrics_port)
     tune_for_throughput(settings.consumer_gc_gen0_threshold)  # after start-up: what was built so far is frozen
     if plans is not None:
         plans.start()

@@ -1,7 +1,9 @@
 """Object names in the archive: hive-partitioned data files, begun-batch manifests and kept-id files.
 
 Data: ``topic=<t>/dt=YYYY-MM-DD/hour=HH/<t>-<partition>-<first>-<last>.parquet``
-(offsets zero-padded so names sort). The name is a function of the batch's
+(offsets zero-padded so names sort). The overflow topic's files go under the
+main topic's folder (``topic=events/.../events.overflow-...``): one dataset.
+The name is a function of the batch's
 identity and the hour alone: writing a batch again replaces the same objects.
 
 Manifests: ``_manifests/topic=<t>/partition=<p>/<first>.json``. The leading
@@ -18,8 +20,10 @@ from __future__ import annotations
 import datetime as dt
 
 
-def data_key(topic: str, partition: int, first: int, last: int, hour: dt.datetime) -> str:
-    return (f"topic={topic}/dt={hour:%Y-%m-%d}/hour={hour:%H}/"
+def data_key(topic: str, partition: int, first: int, last: int, hour: dt.datetime, folder: str | None = None) -> str:
+    """``folder``: the topic folder the file goes under, when not its own topic's (the overflow lane's files
+    sit beside the main topic's: one dataset for readers, told apart by the file name's topic)."""
+    return (f"topic={folder or topic}/dt={hour:%Y-%m-%d}/hour={hour:%H}/"
             f"{topic}-{partition:04d}-{first:020d}-{last:020d}.parquet")
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,8 +46,9 @@ _MS_PER_HOUR = 3_600_000
 class ParquetSink:
     def __init__(self, store: Store, row_group_rows: int = 128 * 1024, zstd_level: int = 3,
                  dedup_window_s: float = DEFAULT_WINDOW_S, dedup_max_ids: int = DEFAULT_MAX_IDS,
-                 metrics: ArchiverMetrics | None = None) -> None:
+                 metrics: ArchiverMetrics | None = None, folders: Mapping[str, str] | None = None) -> None:
         self.store = store
+        self.folders = dict(folders or {})  # topic -> the topic folder its files go under (the overflow lane's)
         self.metrics = metrics if metrics is not None else ArchiverMetrics()
         self.row_group_rows = row_group_rows
         self.zstd_level = zstd_level
@@ -74,7 +75,8 @@ class ParquetSink:
         decision = self.dedup.decide(batch)  # the one begin made, unless write comes alone
         rows = with_typed_columns(decision.apply(batch.table), self.typed_columns())  # once per batch
         for hour, table in split_by_hour(rows):
-            key = data_key(batch.topic, batch.partition, batch.first_offset, batch.last_offset, hour)
+            key = data_key(batch.topic, batch.partition, batch.first_offset, batch.last_offset, hour,
+                           self.folders.get(batch.topic))
             data = self._encode(table)
             started = time.perf_counter()
             self.store.put(userindex.index_key(key), userindex.encode(userindex.build(table)))  # index first

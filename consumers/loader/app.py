@@ -55,7 +55,8 @@ class Loader:
                                    clustered=bool(settings.clickhouse_cluster),
                                    metrics=LoaderMetrics(self.registry))
         self.admin = AdminServer(settings.loader_admin_host, settings.metrics_port, self.registry)
-        topics = [settings.kafka_topic] + ([settings.kafka_replay_topic] if settings.loader_consume_replay else [])
+        topics = [settings.kafka_topic, settings.overflow_topic]  # the overflow lane is live traffic too
+        topics += [settings.kafka_replay_topic] if settings.loader_consume_replay else []
         metrics = ConsumerMetrics(self.registry)
         privacy = open_privacy_store(settings.privacy_store, "clickhouse", clickhouse_url=settings.clickhouse_url,
                                      clickhouse_database=settings.clickhouse_database,

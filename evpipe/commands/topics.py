@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     actions = topics.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser(
         "create",
-        help="create the events, invalid, dead-letter and replay topics (existing ones are kept)",
+        help="create the events, overflow, invalid, dead-letter and replay topics (existing ones are kept)",
         epilog=describe(KafkaSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

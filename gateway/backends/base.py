@@ -35,6 +35,7 @@ class Record:
     key: bytes
     value: bytes  # wire format (schemas.envelope)
     event: dict[str, Any]  # the same envelope as a dict
+    spread: bool = False  # over its key's rate: goes to the overflow lane (gateway.overflow), set once per request
 
 
 @dataclass(frozen=True)

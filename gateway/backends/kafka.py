@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from evpipe.kafka import producer_config
 from gateway.backends.base import Message, Record, Rejected, Unavailable, encode_invalid
+from gateway.overflow import HotKeys, Split
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evpipe.gateway.kafka")
@@ -74,9 +75,13 @@ def _expire(future: asyncio.Future[Any]) -> None:
 class KafkaBackend:
     name = "kafka"
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, hot_keys: HotKeys | None = None) -> None:
         self.settings = settings
         self.topic = settings.kafka_topic
+        self.overflow_topic = settings.overflow_topic
+        # Hot keys are spread over the overflow topic once it is seen to exist (see _check_metadata).
+        self.hot_keys = hot_keys if hot_keys is not None else HotKeys(0, 1)
+        self._overflow_exists: bool | None = None  # None: not checked yet
         self.invalid_topic = settings.kafka_invalid_topic
         self.max_queued = settings.gateway_max_queued_events
         # librdkafka's own queue is sized above our admission bound, so produce() never raises
@@ -139,10 +144,14 @@ class KafkaBackend:
             raise Unavailable(f"producer queue full ({self.max_queued} events waiting for the broker)", 2)
         ack = _Ack(asyncio.get_running_loop(), count, self._done)
         produced = 0
+        lanes = self._lanes(records)
         try:
             produce, topic, delivered = self.producer.produce, self.topic, ack.delivered  # hoisted: hot loop
-            for record in records:
+            for record in lanes.main:
                 produce(topic, record.value, record.key, on_delivery=delivered)
+                produced += 1
+            for record in lanes.spread:  # keyed by event id: spread, and a resent event meets its first copy
+                produce(self.overflow_topic, record.value, record.event["event_id"].encode(), on_delivery=delivered)
                 produced += 1
             for item in rejected:
                 produce(self.invalid_topic, encode_invalid(item),
@@ -154,9 +163,14 @@ class KafkaBackend:
             raise Unavailable(f"producer refused the events: {exc}", 2, enqueued=produced > 0) from None
         await self._await(ack, deadline)
 
+    def _lanes(self, records: list[Record]) -> Split:
+        return self.hot_keys.split(records) if self._overflow_exists else Split(records, [])
+
     def messages(self, records: list[Record], rejected: list[Rejected]) -> list[Message]:
-        """The messages ``send`` produces for these events (kept as they are by the fallback store)."""
-        out = [Message(self.topic, record.key, record.value) for record in records]
+        """The messages ``send`` produces for these events (kept as they are by the fallback store): each
+        in the lane ``send`` gave it, so a copy Kafka got anyway lands where the sinks' dedup meets it."""
+        out = [Message(self.overflow_topic, record.event["event_id"].encode(), record.value) if record.spread
+               else Message(self.topic, record.key, record.value) for record in records]
         out += [Message(self.invalid_topic, item.source_id.encode(), encode_invalid(item),
                         (("error", item.reason.encode()),)) for item in rejected]
         return out
@@ -254,7 +268,19 @@ class KafkaBackend:
             if topic is None or topic.error is not None:
                 self._missing_topic = f"topic {name!r} missing: run `evpipe topics create`"
                 return self._missing_topic
+        self._note_overflow_topic(metadata.topics.get(self.overflow_topic))
         return None
+
+    def _note_overflow_topic(self, topic: Any) -> None:
+        """Without its topic the lane is off, not an outage: hot keys stay on their partitions meanwhile."""
+        exists = topic is not None and topic.error is None
+        if self.hot_keys.enabled and exists and not self._overflow_exists:
+            log.info("kafka: overflow lane on (%s): keys over %g events/s spread there", self.overflow_topic,
+                     self.hot_keys.events_per_s)
+        elif self.hot_keys.enabled and not exists and self._overflow_exists is not False:
+            log.warning("kafka: overflow topic %r missing, hot keys stay on their partitions: run "
+                        "`evpipe topics create`", self.overflow_topic)
+        self._overflow_exists = exists
 
     def misconfigured(self) -> str | None:
         if self._fatal is not None:
