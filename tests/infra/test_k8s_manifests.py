@@ -428,8 +428,10 @@ def test_app_tier_egress_is_limited_to_dns_and_the_data_tier(objects: tuple[dict
                         continue
                     block = ipaddress.ip_network(peer["ipBlock"]["cidr"])
                     if block.prefixlen == 0:
-                        # Only the archiver may leave the VPC, only on 443 (S3, STS), never to private ranges.
-                        assert labels["app.kubernetes.io/component"] == "archiver", policy["metadata"]["name"]
+                        # Only the archiver and the gateway (its S3 fallback store) may leave the VPC, only on
+                        # 443 (S3, STS), never to private ranges.
+                        assert labels["app.kubernetes.io/component"] in ("archiver", "gateway"), \
+                            policy["metadata"]["name"]
                         assert selector_matches(policy["spec"]["podSelector"], {"app.kubernetes.io/component": "replay"})
                         assert not selector_matches(policy["spec"]["podSelector"],
                                                     {"app.kubernetes.io/component": "loader"})
@@ -437,6 +439,23 @@ def test_app_tier_egress_is_limited_to_dns_and_the_data_tier(objects: tuple[dict
                         assert "10.0.0.0/8" in peer["ipBlock"]["except"]
                     else:
                         assert all(s.subnet_of(block) for s in data) and block.prefixlen >= 20, block
+
+
+def test_stage3_gateway_keeps_events_in_s3_while_kafka_is_down() -> None:
+    """The pods' root is read-only, so the default local store cannot work: stage 3 names an S3 store, and
+    the gateway has the identity (IRSA) and the egress to reach it."""
+    objects = render("stage3")
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("evpipe-config"))
+    assert config["data"]["GATEWAY_FALLBACK_URI"].startswith("s3://")
+    assert config["data"]["GATEWAY_FALLBACK_URI"].split("/")[2] == config["data"]["ARCHIVE_URI"].split("/")[2]
+    account = next(o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "evpipe-gateway")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/evpipe-gateway")
+    gateway = next(w for w in app_workloads(objects) if pod_labels(w)["app.kubernetes.io/component"] == "gateway")
+    assert gateway["spec"]["template"]["spec"]["serviceAccountName"] == "evpipe-gateway"
+    egress = [rule for policy in _policies_for(objects, pod_labels(gateway), "Egress")
+              for rule in policy["spec"].get("egress", [])]
+    assert any(peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" and [p["port"] for p in rule["ports"]] == [443]
+               for rule in egress for peer in rule["to"])
 
 
 # ---- gateway drain and probes ------------------------------------------------------------------------

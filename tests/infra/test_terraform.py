@@ -197,7 +197,8 @@ def test_outputs_are_the_apps_own_settings() -> None:
     from evpipe.settings import KafkaSettings
 
     KafkaSettings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512")
-    for needed in ("kafka_scram_secret_arn", "archiver_role_arn", "gateway_target_group_arn", "postgres_endpoint",
+    for needed in ("kafka_scram_secret_arn", "archiver_role_arn", "gateway_role_arn", "gateway_target_group_arn",
+                   "postgres_endpoint",
                    "redis_endpoint", "ecr_repository_url"):
         assert needed in outputs, needed
 
@@ -210,6 +211,14 @@ def test_archiver_role_is_bound_to_the_archiver_service_account() -> None:
     names = {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"}
     archiver = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "evpipe-archiver")
     assert archiver["spec"]["template"]["spec"]["serviceAccountName"] == "evpipe-archiver" in names
+
+
+def test_gateway_role_reaches_only_the_fallback_prefix() -> None:
+    trust = _refs(resource("aws_iam_role", "gateway")["assume_role_policy"])
+    assert "system:serviceaccount:evpipe:evpipe-gateway" in trust
+    policy = _refs(resource("aws_iam_role_policy", "gateway")["policy"])
+    assert "${aws_s3_bucket.archive.arn}/fallback/*" in policy and "s3:DeleteObject" in policy
+    assert "${aws_s3_bucket.archive.arn}/*" not in policy  # never the archive itself
 
 
 @pytest.mark.parametrize("overlay", ["stage1", "stage3"])

@@ -71,6 +71,11 @@ output "archiver_role_arn" {
   value       = aws_iam_role.archiver.arn
 }
 
+output "gateway_role_arn" {
+  description = "IRSA role for the evpipe-gateway service account: the fallback store under fallback/."
+  value       = aws_iam_role.gateway.arn
+}
+
 output "gateway_target_group_arn" {
   description = "ALB target group for the gateway TargetGroupBinding."
   value       = aws_lb_target_group.gateway.arn
