@@ -76,6 +76,11 @@ def workloads(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] in kinds and "template" in o["spec"]]
 
 
+def app_workloads(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """The evpipe processes' own workloads (not the self-hosted data stores)."""
+    return [w for w in workloads(objects) if pod_labels(w).get("evpipe.io/tier") == "app"]
+
+
 def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
     return dict(workload["spec"]["template"]["metadata"].get("labels", {}))
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import re
-import argparse
 import shlex
 
 import pytest
