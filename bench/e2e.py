@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import loadgen
 from bench.analyst import Analyst
-from bench.harness import API_KEY, Pipeline, Sampler, Tracker, percentile
+from bench.harness import API_KEY, Pipeline, Sampler, Tracker, core_seconds_per_million, cpu_seconds, percentile
 from bench.report import write_result
 
 TARGET_P99_MS = 5000.0
@@ -46,12 +46,15 @@ def measure(pipe: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
     sampler.start()
     analyst.start()
     start = time.time()
-    spec = loadgen.LoadSpec("127.0.0.1", pipe.gateway_port, API_KEY, rate=rate, seconds=seconds)
+    cpu_before = cpu_seconds(pipe.pids())  # from the first event offered until the last one is loaded and archived
+    spec = loadgen.LoadSpec("127.0.0.1", pipe.gateway_port, API_KEY, rate=rate, seconds=seconds,
+                            more_ports=pipe.more_gateway_ports)
     print(f"offering {rate:,.0f} events/s for {seconds:.0f}s ...", flush=True)
     load = loadgen.generate(spec, markers)
     end = time.time()
     print(f"accepted {load.accepted:,} ({load.events_per_s:,.0f}/s); draining ...", flush=True)
     _, archived, drain_s = pipe.drain(load.accepted + pipe.warm)
+    cost = core_seconds_per_million(cpu_before, cpu_seconds(pipe.pids()), load.accepted)
     time.sleep(1.5)  # the tracker's last marker polls
     tracker.stop()
     sampler.stop()
@@ -75,6 +78,7 @@ def measure(pipe: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
         "poll_p50_ms": percentile(tracker.poll_seconds, 50) * 1000,
         "poll_max_ms": max(tracker.poll_seconds, default=0.0) * 1000,
         "processes": sampler.summary(start, end),
+        "core_s_per_million": cost,  # end to end: every process, the pipeline's and the servers' apart
         "analyst": {"answered": analyst.answered, "failed": analyst.failed, "insert_refused_164": analyst.refused_164,
                     "insert_went_through": analyst.inserted,
                     "query_p50_ms": percentile(analyst.seconds, 50) * 1000,
@@ -111,6 +115,9 @@ def run(quick: bool) -> dict[str, Any]:
         {"what": "ingest-to-queryable p50 / p90 / p99 ms",
          "events_per_s": f"{m['p50_ms']:,.0f} / {m['p90_ms']:,.0f} / {m['p99_ms']:,.0f}"},
         {"what": "drain after the load (s)", "events_per_s": f"{m['drain_s']:.1f}"},
+        {"what": "core-seconds per million events: pipeline / broker + ClickHouse",
+         "events_per_s": f"{m['core_s_per_million'].get('pipeline', 0):.1f} / "
+                         f"{m['core_s_per_million'].get('servers', 0):.1f}"},
         {"what": "read-only analyst meanwhile: queries answered / failed; INSERTs refused with 164 / let in",
          "events_per_s": f"{m['analyst']['answered']} / {m['analyst']['failed']}; "
                          f"{m['analyst']['insert_refused_164']} / {m['analyst']['insert_went_through']}"},

@@ -17,7 +17,19 @@ from types import TracebackType
 from typing import Any, Self
 
 from evpipe.local.daemon import free_port
-from evpipe.local.stack import DEMO_KEYS, StackSettings, broker, down, process_pids, up_pipeline
+from evpipe.local.stack import (
+    DEMO_KEYS,
+    PipelineProcess,
+    StackSettings,
+    broker,
+    down,
+    pipeline,
+    process_pids,
+    start_process,
+    stop_process,
+    up_pipeline,
+    wait_healthy,
+)
 
 API_KEY = DEMO_KEYS["web"]
 # Consumers join a group faster on Tansu with a short session; the gateway has no rate limit here.
@@ -27,8 +39,16 @@ PIPELINE_ENV = {"GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0", "GATEWAY_LOG_LEVEL": "wa
                 "CLICKHOUSE_USERS": "analyst:analyst:readonly"}
 
 
+# How a second process of a tier is told apart: its own port, and the URL that answers once it is healthy.
+_REPLICA = {"gateway": ("GATEWAY_PORT", "/readyz"), "archiver": ("METRICS_PORT", "/metrics"),
+            "loader": ("METRICS_PORT", "/healthz")}
+
+
 class Pipeline:
-    def __init__(self, workdir: Path, archive_rotate_s: float = 5.0, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, archive_rotate_s: float = 5.0, env: dict[str, str] | None = None,
+                 replicas: tuple[str, ...] = ()) -> None:
+        """``replicas``: tiers ("gateway", "archiver", "loader") that run a second process, e.g. for a
+        scale-out measurement; ClickHouse and the broker stay one each."""
         self.env = PIPELINE_ENV | (env or {})  # over the defaults above
         self.settings = StackSettings(
             evpipe_state_dir=workdir / "state", evpipe_broker_port=free_port(), gateway_port=free_port(),
@@ -38,11 +58,22 @@ class Pipeline:
         self._clients = threading.local()  # a ClickHouse client per thread: the Tracker queries beside drain()
         self.state = self.settings.evpipe_state_dir.resolve()
         self.warm = 60  # warm-up events, in every count (callers subtract them)
+        self.extra = [self._replica(tier) for tier in replicas]
+
+    def _replica(self, tier: str) -> PipelineProcess:
+        base = {p.name: p for p in pipeline(self.settings)}[tier]
+        port_variable, health_path = _REPLICA[tier]
+        port = free_port()
+        return PipelineProcess(f"{tier}2", base.command, base.env | {port_variable: str(port)},
+                               f"http://127.0.0.1:{port}{health_path}")
 
     def __enter__(self) -> Self:
         broker(self.settings).ensure()
         try:
             up_pipeline(self.settings, extra_env=self.env, timeout=180)
+            for proc in self.extra:
+                start_process(proc, self.state, self.env)
+            wait_healthy(self.extra, self.state, 120)
             self.warm_up()
         except BaseException:
             self.close()
@@ -71,7 +102,14 @@ class Pipeline:
         self.close()
 
     def close(self) -> None:
+        for proc in self.extra:
+            stop_process(proc.daemon(self.state))
         down(self.settings)
+
+    @property
+    def more_gateway_ports(self) -> tuple[int, ...]:
+        """The second gateways' ports (a load spread over them and ``gateway_port``)."""
+        return tuple(int(p.env["GATEWAY_PORT"]) for p in self.extra if p.name.startswith("gateway"))
 
     @property
     def bootstrap(self) -> str:
@@ -119,7 +157,14 @@ class Pipeline:
         return int(pc.count_distinct(table.column("event_id")).as_py())
 
     def pids(self) -> dict[str, int]:
+        import psutil
+
         pids = process_pids(self.settings)
+        for proc in self.extra:
+            supervisor = proc.daemon(self.state).pid()
+            children = psutil.Process(supervisor).children() if supervisor is not None else []
+            if children:
+                pids[proc.name] = children[0].pid
         b = broker(self.settings).daemon.pid()
         if b is not None:
             pids["broker"] = b
@@ -140,6 +185,36 @@ class Pipeline:
             if time.monotonic() - last_progress > stall_s or time.monotonic() - started > max_s:
                 return now[0], now[1], time.monotonic() - started
             time.sleep(1.0)
+
+
+# The processes an event's cost is counted over: the pipeline's own, and apart the servers it runs on
+# (in production the broker and ClickHouse are other hosts, sized by their own vendors' guides).
+SERVERS = ("broker", "clickhouse")
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each named process has used so far."""
+    import psutil
+
+    used = {}
+    for name, pid in pids.items():
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        used[name] = times.user + times.system
+    return used
+
+
+def core_seconds_per_million(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """Core-seconds per million events between two :func:`cpu_seconds` readings: each process, the
+    pipeline's processes together ("pipeline") and the servers together ("servers")."""
+    if events <= 0:
+        return {}
+    per = {name: (after[name] - before[name]) * 1e6 / events for name in after if name in before}
+    per["pipeline"] = sum(v for name, v in per.items() if name not in SERVERS)
+    per["servers"] = sum(per.get(name, 0.0) for name in SERVERS)
+    return {name: round(value, 2) for name, value in per.items()}
 
 
 def percentile(values: list[float], q: float) -> float:

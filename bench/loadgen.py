@@ -41,6 +41,7 @@ class LoadSpec:
     processes: int = 2
     connections: int = 0  # per process; 0: enough for the rate at 1.5 s per request (at least 8)
     marker_every_s: float = 0.25  # per process; 0: no markers
+    more_ports: tuple[int, ...] = ()  # more gateways: connections go round-robin over all, as behind a balancer
 
 
 @dataclass
@@ -114,8 +115,11 @@ def _worker(spec_d: dict[str, Any], index: int, out: Any, markers: Any) -> None:
     last_marker = [0.0]
     headers = {"Content-Type": "application/json", "X-Api-Key": spec.key}
 
+    ports = (spec.port, *spec.more_ports)
+
     def loop(thread: int) -> None:
-        conn = http.client.HTTPConnection(spec.host, spec.port, timeout=30)
+        port = ports[(thread + index) % len(ports)]
+        conn = http.client.HTTPConnection(spec.host, port, timeout=30)
         n = thread
         while (at := schedule.next()) is not None:
             delay = at - time.monotonic()
@@ -135,7 +139,7 @@ def _worker(spec_d: dict[str, Any], index: int, out: Any, markers: Any) -> None:
                 status = response.status
             except (OSError, http.client.HTTPException):
                 conn.close()
-                conn = http.client.HTTPConnection(spec.host, spec.port, timeout=30)
+                conn = http.client.HTTPConnection(spec.host, port, timeout=30)
                 with lock:
                     stats["errors"] += 1
                 continue

@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import loadgen
 from bench.e2e import TARGET_P99_MS, raw_producer_ceiling
-from bench.harness import API_KEY, Pipeline, Sampler, Tracker, percentile
+from bench.harness import API_KEY, Pipeline, Sampler, Tracker, core_seconds_per_million, cpu_seconds, percentile
 from bench.report import write_result
 
 
@@ -28,16 +28,19 @@ def step(pipe: Pipeline, tracker: Tracker, rate: float, seconds: float, total: i
     """One step at ``rate``; ``total`` is what was accepted before it."""
     before = pipe.loaded()[0]
     start = time.time()
+    cpu_before = cpu_seconds(pipe.pids())
     load = loadgen.generate(loadgen.LoadSpec("127.0.0.1", pipe.gateway_port, API_KEY, rate=rate, seconds=seconds),
                             tracker.markers)
     at_end = pipe.loaded()[0]
     loaded, archived, drain_s = pipe.drain(total + load.accepted, max_s=90, stall_s=20)
+    cost = core_seconds_per_million(cpu_before, cpu_seconds(pipe.pids()), load.accepted)
     time.sleep(1.0)
     latencies = tracker.latencies_since(start)
     result: dict[str, Any] = {
         "offered_events_per_s": rate, "events_per_s": load.events_per_s, "accepted": load.accepted,
         "loaded_events_per_s": (at_end - before) / seconds, "drain_s": drain_s,
         "lost": total + load.accepted - min(loaded, archived), "non_2xx": load.non_2xx, "errors": load.errors,
+        "core_s_per_million_pipeline": cost.get("pipeline"), "core_s_per_million_servers": cost.get("servers"),
         "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
     }
     checks = {"rate": load.events_per_s >= 0.95 * rate, "errors": load.non_2xx + load.errors == 0,
@@ -80,7 +83,8 @@ def run(quick: bool) -> dict[str, Any]:
               "step_seconds": seconds, "steps": steps, "quick": quick, "throughput_ceiling_events_per_s": throughput,
               "broke_at": next((s["offered_events_per_s"] for s in steps if not s["passed"]), None)}
     rows = [{k: s[k] for k in ("offered_events_per_s", "events_per_s", "loaded_events_per_s", "p50_ms", "p99_ms",
-                               "lost", "non_2xx", "drain_s", "passed", "broke_on")} for s in steps]
+                               "lost", "non_2xx", "drain_s", "core_s_per_million_pipeline", "passed", "broke_on")}
+            for s in steps]
     write_result("step", result, rows)
     try:
         from bench.plots import plot_step

@@ -24,6 +24,10 @@ def test_measure_counts_accepted_archived_loaded(tmp_path: Path) -> None:
     assert m["p50_ms"] <= m["p99_ms"]
     assert {"clickhouse", "gateway", "archiver", "loader", "broker", "loadgen"} <= set(m["processes"])
     assert set(pids) == {"clickhouse", "gateway", "archiver", "loader", "broker"}
+    cost = m["core_s_per_million"]  # every process counted; the pipeline's and the servers' sums apart
+    assert set(pids) | {"pipeline", "servers"} == set(cost)
+    assert cost["pipeline"] == pytest.approx(cost["gateway"] + cost["archiver"] + cost["loader"], abs=0.05)
+    assert cost["pipeline"] > 0 and cost["servers"] > 0
     # The read-only analyst ran beside the load: it got answers, and none of its INSERTs went in.
     assert m["analyst"]["answered"] > 0 and m["analyst"]["failed"] == 0
     assert m["analyst"]["insert_refused_164"] > 0 and m["analyst"]["insert_went_through"] == 0

@@ -59,7 +59,7 @@ def load_both_gateways(stack: SystemStack, rate: float, seconds: float) -> LoadR
     results: list[LoadResult] = []
     threads = [threading.Thread(target=lambda port=port: results.append(generate(LoadSpec(
         "127.0.0.1", port, API_KEY, rate=rate / 2, seconds=seconds, marker_every_s=0)))) for port in
-        (stack.gateway_port, stack.gateway2_port)]
+        (stack.gateway_port, *stack.more_gateway_ports)]
     for t in threads:
         t.start()
     for t in threads:

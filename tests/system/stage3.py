@@ -8,15 +8,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import orjson
 import pyarrow.dataset as ds
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.harness import PIPELINE_ENV, Pipeline
+from bench.harness import Pipeline
 from evpipe.local.daemon import Daemon, free_port
-from evpipe.local.stack import PipelineProcess, pipeline, start_process, stop_process, wait_healthy
+from evpipe.local.stack import pipeline
 from tests.system.faults import Target
 
 
@@ -35,44 +35,18 @@ class SystemStack(Pipeline):
     """The harness pipeline (broker, ClickHouse, gateway, archiver, loader) and the extra replicas."""
 
     def __init__(self, workdir: Path, s3: S3Archive | None = None) -> None:
-        super().__init__(workdir, archive_rotate_s=3.0)
+        super().__init__(workdir, archive_rotate_s=3.0, replicas=("gateway", "archiver", "loader"))
         # Environment the started processes inherit (the caller restores it): ARCHIVE_URI and S3_ENDPOINT_URL
         # are read by the archivers only.
         self.s3, self.mirror = s3, workdir / "archive-mirror"
         if s3 is not None:
             os.environ["ARCHIVE_URI"] = f"s3://{s3.bucket}/{s3.prefix}"
             os.environ["S3_ENDPOINT_URL"] = s3.write_endpoint
-        base = {p.name: p for p in pipeline(self.settings)}
-        self.gateway2_port, archiver2_port, loader2_port = free_port(), free_port(), free_port()
-        self.extra = [
-            PipelineProcess("gateway2", ("gateway",), base["gateway"].env | {"GATEWAY_PORT": str(self.gateway2_port)},
-                            f"http://127.0.0.1:{self.gateway2_port}/readyz"),
-            PipelineProcess("archiver2", ("archiver",), base["archiver"].env | {"METRICS_PORT": str(archiver2_port)},
-                            f"http://127.0.0.1:{archiver2_port}/metrics"),
-            PipelineProcess("loader2", ("loader",), base["loader"].env | {"METRICS_PORT": str(loader2_port)},
-                            f"http://127.0.0.1:{loader2_port}/healthz"),
-        ]
         self.targets = [Target(p.name, p.health_url) for p in [*pipeline(self.settings), *self.extra]]
-
-    def __enter__(self) -> Self:
-        super().__enter__()
-        try:
-            for p in self.extra:
-                start_process(p, self.state, PIPELINE_ENV)
-            wait_healthy(self.extra, self.state, 120)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def close(self) -> None:
-        for p in self.extra:
-            stop_process(p.daemon(self.state))
-        super().close()
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{self.gateway_port}", f"http://127.0.0.1:{self.gateway2_port}"]
+        return [f"http://127.0.0.1:{port}" for port in (self.gateway_port, *self.more_gateway_ports)]
 
     @property
     def broker_pid(self) -> int:
