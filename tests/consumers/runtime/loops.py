@@ -31,8 +31,9 @@ def running(loop: ConsumerLoop) -> Iterator[ConsumerLoop]:
         assert not errors, errors
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0, state: Callable[[], object] = lambda: "") -> None:
+    """``state``: what the timeout's message shows of the loop (a bare timeout cannot be diagnosed from CI)."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
+        assert time.monotonic() < deadline, f"timed out waiting {state()}"
         time.sleep(0.01)

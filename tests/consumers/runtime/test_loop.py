@@ -98,7 +98,9 @@ def test_buffer_cap_bounds_memory(kafka: Service, topic: str) -> None:
                                  consumer_buffer_max_bytes=cap, consumer_poll_messages=200), sink,
                         unique_name("g"), [topic])
     with running(loop):
-        wait_for(lambda: loop.stats.consumed == 4000)
+        wait_for(lambda: loop.stats.consumed == 4000, state=lambda: (
+            f"consumed {loop.stats.consumed}, written {sink.rows()}, paused {sorted(loop.pauses.paused)}, "
+            f"buffered {sorted((k, len(b)) for k, b in loop.batching.buffers.items())}"))
         # the cap, not the policy, wrote most of it already
         assert sink.rows() >= 4000 - cap // 200
     assert sink.rows() == 4000  # the rest on stop
