@@ -12,7 +12,13 @@ Keys under the rate never leave their partition, so their order holds. A hot
 key's events are split between the lanes and lose their order: that is the
 price of not sinking its neighbours.
 
-Memory is bounded: at ``max_keys`` buckets the ones that have refilled (idle
+Cost: a request's keys are counted per second in C (``Counter.update``); only
+a key past its rate within the current second is charged against its bucket
+(and then for its whole second so far), so traffic of keys under the rate pays
+a count and a comparison per distinct key, no bucket arithmetic.
+
+Memory is bounded: the per-second counts are cleared every second (or past
+``max_keys`` keys); at ``max_keys`` buckets the ones that have refilled (idle
 keys, whose state is the same as a new bucket's) are dropped; if that is not
 enough, the oldest half goes (those keys start again with a full bucket).
 """
@@ -50,6 +56,11 @@ class HotKeys:
     burst: int  # bucket size in events: what a key may send at once before it overflows
     max_keys: int = 100_000
     _buckets: dict[bytes, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, last refill)
+    # Events per key in the current second, counted in C (Counter.update): only a key past its rate in
+    # this second is charged against a bucket, so keys under it cost no bucket arithmetic at all.
+    _seen: Counter[bytes] = field(default_factory=Counter)
+    _charged: Counter[bytes] = field(default_factory=Counter)  # of _seen, what the buckets were charged
+    _second_start: float = float("-inf")
     _window: Counter[bytes] = field(default_factory=Counter)  # overflowed events per key, this window
     _previous: Counter[bytes] = field(default_factory=Counter)
     _window_start: float = float("-inf")  # set by the first overflow
@@ -64,25 +75,38 @@ class HotKeys:
         return self.events_per_s > 0
 
     def split(self, records: list[Record], now: float | None = None) -> Split:
-        """Charge each key for its events in ``records``; the events past a key's tokens are spread."""
+        """Charge each key past its rate for its events in ``records``; the events past its tokens are spread."""
         if not self.enabled or not records:
             return Split(records, [])
         now = time.monotonic() if now is None else now
-        first = records[0].key
-        if len(records) == 1 or all(r.key == first for r in records):  # the common case: one user per request
-            allowed = self._charge(first, len(records), now)
-            return Split(records, []) if allowed == len(records) else _marked(records[:allowed], records[allowed:])
-        counts = Counter(r.key for r in records)
-        over = {key: self._charge(key, n, now) for key, n in counts.items()}
-        over = {key: allowed for key, allowed in over.items() if allowed < counts[key]}
-        if not over:
-            return Split(records, [])
-        return self._divide(records, over)
+        if now - self._second_start >= 1.0 or len(self._seen) > self.max_keys:
+            self._seen.clear()
+            self._charged.clear()
+            self._second_start = now
+        keys = [r.key for r in records]
+        seen, threshold = self._seen, min(self.burst, self.events_per_s)
+        seen.update(keys)
+        if len(keys) == 1:
+            hot = keys if seen[keys[0]] > threshold else []
+        else:
+            hot = [key for key in set(keys) if seen[key] > threshold]
+        over = {}
+        for key in hot:
+            events = keys.count(key) if len(keys) > 1 else 1
+            allowed = self._charge(key, events, now)
+            if allowed < events:
+                over[key] = allowed
+        return self._divide(records, over) if over else Split(records, [])
 
     def _charge(self, key: bytes, events: int, now: float) -> int:
-        """Take up to ``events`` tokens from ``key``'s bucket; returns how many of them it had."""
+        """Take up to ``events`` tokens from ``key``'s bucket; returns how many of them it had.
+
+        The key's events of this second that went through uncharged (before it passed the rate) are
+        charged first: they are in the past, but the bucket must count them."""
+        earlier = self._seen[key] - events - self._charged[key]
+        self._charged[key] += earlier + events
         tokens, last = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.events_per_s)
+        tokens = min(float(self.burst), tokens + (now - last) * self.events_per_s) - earlier
         allowed = min(events, max(0, int(tokens)))
         if key not in self._buckets and len(self._buckets) >= self.max_keys:
             self._shrink(now)

@@ -48,14 +48,33 @@ def test_off_spreads_nothing_and_keeps_no_state() -> None:
 
 def test_buckets_stay_bounded() -> None:
     hot = HotKeys(events_per_s=10, burst=5, max_keys=100)
-    for i in range(1000):
-        hot.split(_records(f"s:{i}".encode(), 1), now=i * 0.001)  # all still refilling: none may be dropped as idle
+    for i in range(1000):  # each key over its rate once, all still refilling: none may be dropped as idle
+        assert len(hot.split(_records(f"s:{i}".encode(), 6), now=i * 0.001).spread) == 1
     assert hot.tracked() <= 100
-    assert len(hot.split(_records(b"s:999", 5), now=1.0).spread) == 1  # a recent key kept its bucket (4 left)...
+    assert len(hot.split(_records(b"s:999", 6), now=1.0).spread) == 6  # a recent key kept its (empty) bucket...
     hot = HotKeys(events_per_s=10, burst=5, max_keys=100)
     for i in range(1000):
-        hot.split(_records(f"s:{i}".encode(), 1), now=float(i))  # ...and idle, refilled ones are the ones dropped
+        hot.split(_records(f"s:{i}".encode(), 6), now=float(i))  # ...and idle, refilled ones are the ones dropped
     assert hot.tracked() <= 100
+
+
+def test_keys_under_their_rate_get_no_bucket() -> None:
+    hot = HotKeys(events_per_s=100, burst=1000)
+    for second in range(5):
+        assert hot.split([r for i in range(90) for r in _records(f"s:{i}".encode(), 1)], now=float(second)).spread == []
+    assert hot.tracked() == 0
+
+
+def test_a_key_just_over_its_rate_overflows_once_its_burst_is_spent() -> None:
+    """Its events before it passed the rate in a second count against the bucket too: 150/s against 100/s
+    drains a 1,000-event burst at 50/s, then about 50/s overflow."""
+    hot = HotKeys(events_per_s=100, burst=1000)
+    spread_by_second = []
+    for second in range(40):
+        spread = sum(len(hot.split(_records(b"s:u", 15), now=second + tick / 10).spread) for tick in range(10))
+        spread_by_second.append(spread)
+    assert spread_by_second[:15] == [0] * 15
+    assert all(40 <= n <= 60 for n in spread_by_second[-10:]), spread_by_second
 
 
 def test_top_keys_forget_a_key_that_calmed_down() -> None:
