@@ -203,10 +203,15 @@ def test_outputs_are_the_apps_own_settings() -> None:
         assert needed in outputs, needed
 
 
+def _irsa_service_accounts() -> dict[str, str]:
+    (block,) = [b for b in terraform().get("locals", []) if "irsa_service_accounts" in b]
+    return dict(block["irsa_service_accounts"])
+
+
 def test_archiver_role_is_bound_to_the_archiver_service_account() -> None:
-    trust = _refs(resource("aws_iam_role", "archiver")["assume_role_policy"])
-    account = "system:serviceaccount:evpipe:evpipe-archiver"
-    assert account in trust
+    trust = _refs(resource("aws_iam_role", "irsa")["assume_role_policy"])
+    assert "system:serviceaccount:evpipe:${each.value}" in trust
+    assert _irsa_service_accounts()["archiver"] == "evpipe-archiver"
     objects = render("stage3")
     names = {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"}
     archiver = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "evpipe-archiver")
@@ -214,8 +219,7 @@ def test_archiver_role_is_bound_to_the_archiver_service_account() -> None:
 
 
 def test_gateway_role_reaches_only_the_fallback_prefix() -> None:
-    trust = _refs(resource("aws_iam_role", "gateway")["assume_role_policy"])
-    assert "system:serviceaccount:evpipe:evpipe-gateway" in trust
+    assert _irsa_service_accounts()["gateway"] == "evpipe-gateway"
     policy = _refs(resource("aws_iam_role_policy", "gateway")["policy"])
     assert "${aws_s3_bucket.archive.arn}/fallback/*" in policy and "s3:DeleteObject" in policy
     assert "${aws_s3_bucket.archive.arn}/*" not in policy  # never the archive itself

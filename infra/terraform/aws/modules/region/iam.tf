@@ -4,10 +4,14 @@
 
 locals {
   oidc_issuer = replace(aws_iam_openid_connect_provider.eks.url, "https://", "")
+  # role name suffix -> the Kubernetes service account (namespace evpipe) that may assume it
+  irsa_service_accounts = { archiver = "evpipe-archiver", gateway = "evpipe-gateway" }
 }
 
-resource "aws_iam_role" "archiver" {
-  name = "${local.prefix}-archiver"
+# One role per process kind that talks to AWS, each assumable only by its own service account.
+resource "aws_iam_role" "irsa" {
+  for_each = local.irsa_service_accounts
+  name     = "${local.prefix}-${each.key}"
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
@@ -16,7 +20,7 @@ resource "aws_iam_role" "archiver" {
       Action    = "sts:AssumeRoleWithWebIdentity"
       Condition = {
         StringEquals = {
-          "${local.oidc_issuer}:sub" = "system:serviceaccount:evpipe:evpipe-archiver"
+          "${local.oidc_issuer}:sub" = "system:serviceaccount:evpipe:${each.value}"
           "${local.oidc_issuer}:aud" = "sts.amazonaws.com"
         }
       }
@@ -25,9 +29,15 @@ resource "aws_iam_role" "archiver" {
   tags = local.tags
 }
 
+# The archiver's role was a resource of its own before: keep it (and its ARN in the service account) on upgrade.
+moved {
+  from = aws_iam_role.archiver
+  to   = aws_iam_role.irsa["archiver"]
+}
+
 resource "aws_iam_role_policy" "archiver" {
   name = "archive-read-write"
-  role = aws_iam_role.archiver.id
+  role = aws_iam_role.irsa["archiver"].id
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
@@ -50,29 +60,10 @@ resource "aws_iam_role_policy" "archiver" {
   })
 }
 
-resource "aws_iam_role" "gateway" {
-  name = "${local.prefix}-gateway"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Federated = aws_iam_openid_connect_provider.eks.arn }
-      Action    = "sts:AssumeRoleWithWebIdentity"
-      Condition = {
-        StringEquals = {
-          "${local.oidc_issuer}:sub" = "system:serviceaccount:evpipe:evpipe-gateway"
-          "${local.oidc_issuer}:aud" = "sts.amazonaws.com"
-        }
-      }
-    }]
-  })
-  tags = local.tags
-}
-
 # The fallback store only: write, list, drain (read, then delete once Kafka acknowledged) under fallback/.
 resource "aws_iam_role_policy" "gateway" {
   name = "fallback-read-write-delete"
-  role = aws_iam_role.gateway.id
+  role = aws_iam_role.irsa["gateway"].id
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [

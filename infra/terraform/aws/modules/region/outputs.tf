@@ -68,12 +68,12 @@ output "kms_key_arn" {
 
 output "archiver_role_arn" {
   description = "IRSA role for the evpipe-archiver service account (eks.amazonaws.com/role-arn)."
-  value       = aws_iam_role.archiver.arn
+  value       = aws_iam_role.irsa["archiver"].arn
 }
 
 output "gateway_role_arn" {
   description = "IRSA role for the evpipe-gateway service account: the fallback store under fallback/."
-  value       = aws_iam_role.gateway.arn
+  value       = aws_iam_role.irsa["gateway"].arn
 }
 
 output "gateway_target_group_arn" {
