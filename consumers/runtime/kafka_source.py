@@ -103,7 +103,8 @@ class KafkaSource:
         now = time.monotonic()
         if now >= self._next_error_log:  # transient errors repeat every poll; log them sparingly
             self._next_error_log = now + 10
-            log.warning("consumer error (librdkafka retries): %s", err)
+            hint = " (create it: `evpipe topics create`)" if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART else ""
+            log.warning("consumer error (librdkafka retries): %s%s", err, hint)
 
 
 def group_messages(messages: list[Message]) -> list[Fetched]:
