@@ -218,10 +218,15 @@ class ConsumerLoop:
         return self.batching.nbytes() + sum(j.cut.nbytes for j in self._jobs.values())
 
     def _enforce_cap(self) -> None:
-        """Over the global cap: cut the largest buffers now, and pause fetching until under half of it."""
+        """Over the global cap: cut the largest buffers, and pause fetching until under half of it.
+
+        The cutting goes on for as long as the pause does: a pause with buffers left between half the
+        cap and the cap, and no cut, would wait for their age limit (minutes, for the archiver) with
+        nothing fetched: seen as a stalled test in CI."""
         cap = self.config.buffer_max_bytes
         total = self.buffered_bytes()
-        if total > cap:
+        self._over_cap = total > cap if not self._over_cap else total > cap // 2
+        if self._over_cap:
             now = time.monotonic()
             waiting = self.batching.nbytes()
             for key, buf in sorted(self.batching.waiting(self._jobs), key=lambda kv: -kv[1].nbytes):
@@ -229,7 +234,6 @@ class ConsumerLoop:
                     break
                 if self.batching.ready(key, buf, now) and buf.can_force():
                     waiting -= self._start(key, now).cut.nbytes
-        self._over_cap = total > cap if not self._over_cap else total > cap // 2
         self.metrics.buffer_bytes.set(total)
 
     def _sync_pauses(self) -> None:
