@@ -63,14 +63,16 @@ def test_consumer_groups_scale_on_their_own_kafka_lag() -> None:
     partitions = int(config_data(objects)["KAFKA_PARTITIONS"])
     for deployment, group in groups.items():
         spec = _scaled_object_for(objects, deployment)
-        (trigger,) = spec["triggers"]
-        assert trigger["type"] == "kafka"
-        meta = trigger["metadata"]
-        if group is not None:  # the group KEDA measures must be the one the process joins
-            assert meta["consumerGroup"] == group, deployment
-        assert meta["topic"] == config_data(objects)["KAFKA_TOPIC"]
-        assert meta["bootstrapServersFromEnv"] == "KAFKA_BOOTSTRAP_SERVERS"
-        assert int(meta["lagThreshold"]) > 0
+        topic = config_data(objects)["KAFKA_TOPIC"]
+        # The live topics, each a trigger (the overflow lane is live traffic too); never the replay topic.
+        assert sorted(t["metadata"]["topic"] for t in spec["triggers"]) == [topic, f"{topic}.overflow"]
+        for trigger in spec["triggers"]:
+            assert trigger["type"] == "kafka"
+            meta = trigger["metadata"]
+            if group is not None:  # the group KEDA measures must be the one the process joins
+                assert meta["consumerGroup"] == group, deployment
+            assert meta["bootstrapServersFromEnv"] == "KAFKA_BOOTSTRAP_SERVERS"
+            assert int(meta["lagThreshold"]) > 0
         # More members than partitions would sit idle.
         assert spec["maxReplicaCount"] <= partitions
     assert "evpipe-kafka" in {a["metadata"]["name"] for a in of_kind(objects, "TriggerAuthentication")}
