@@ -62,6 +62,7 @@ class Stage2:
             "GATEWAY_API_KEYS": f"{KEY}=stage2", "GATEWAY_LOG_LEVEL": "warning",
             "GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0", "GATEWAY_DEADLINE_S": "2"}
         self.port, self.logs, self.tag = free_port(), logs, uuid.uuid4().hex[:8]
+        self.queue, self.redis = queue, redis.Redis.from_url(redis_server.url)  # direct, not through the proxy
         self.serial = iter(range(10_000))
         self.gateway = self.start_gateway()
         self.workers = [self.start_worker(), self.start_worker()]
@@ -79,8 +80,16 @@ class Stage2:
         return proc
 
     def start_worker(self) -> subprocess.Popen[bytes]:
+        """A new worker, returned once it is ready, as a Kubernetes rollout waits for readiness.
+
+        Ready is its first heartbeat: sent from its run loop, so its SIGTERM handler is installed. A
+        process signalled while Python is still importing dies of the signal (-15), with nothing taken."""
         worker_id = f"sys-{self.tag}-{next(self.serial)}"
-        return harness.start_process(self.worker_settings, worker_id, self.logs / f"{worker_id}.log")
+        proc = harness.start_process(self.worker_settings, worker_id, self.logs / f"{worker_id}.log")
+        heartbeat = f"{self.queue}:worker:{worker_id}"
+        wait_for(lambda: bool(self.redis.exists(heartbeat)) or proc.poll() is not None, 60, f"{worker_id} ready")
+        assert proc.poll() is None, self.log_tails()
+        return proc
 
     def close(self) -> list[int]:
         if self.gateway.poll() is None:
@@ -88,6 +97,7 @@ class Stage2:
         codes = harness.stop_all(self.workers)
         self.redis_proxy.close()
         self.pg_proxy.close()
+        self.redis.close()
         return codes
 
     def log_tails(self) -> str:
