@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from bench.loadgen import MARKER_TYPE
 from evpipe.local.daemon import free_port
 from evpipe.local.stack import (
     DEMO_KEYS,
@@ -31,7 +32,8 @@ from evpipe.local.stack import (
     wait_healthy,
 )
 
-API_KEY = DEMO_KEYS["web"]
+BENCH_SOURCE = "web"
+API_KEY = DEMO_KEYS[BENCH_SOURCE]
 # Consumers join a group faster on Tansu with a short session; the gateway has no rate limit here.
 # CLICKHOUSE_USERS adds a readonly analyst on the benchmark's ClickHouse server (bench/analyst.py).
 PIPELINE_ENV = {"GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0", "GATEWAY_LOG_LEVEL": "warning",
@@ -93,7 +95,7 @@ class Pipeline:
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200, response.read()
         deadline = time.monotonic() + timeout
-        while self.loaded()[0] < self.warm or self.archived_rows() < self.warm:
+        while self.count() < self.warm or self.archived_rows() < self.warm:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"warm-up events not loaded and archived after {timeout:.0f}s; logs in {self.state}")
             time.sleep(0.5)
@@ -134,9 +136,16 @@ class Pipeline:
         return [list(row) for row in client.query(sql).result_rows]
 
     def loaded(self) -> tuple[int, int]:
-        """(rows, distinct event ids) in ClickHouse."""
+        """(rows, distinct event ids) in ClickHouse: a pass over every id, for the final count only."""
         rows = self.query("SELECT count(), uniqExact(event_id) FROM events")
         return int(rows[0][0]), int(rows[0][1])
+
+    def count(self) -> int:
+        """Rows in ClickHouse, from the parts' row counts: what a poll during the load may ask.
+
+        Polls are counted in ClickHouse's cost: the ``uniqExact`` of :meth:`loaded` took 370 ms of server
+        CPU at 3M rows, twice a second, more than the inserts of a 50,000 events/s load."""
+        return int(self.query("SELECT count() FROM events")[0][0])
 
     def archive_files(self) -> list[Path]:
         return sorted((self.state / "archive").rglob("*.parquet"))
@@ -177,7 +186,7 @@ class Pipeline:
         started = last_progress = time.monotonic()
         last = (-1, -1)
         while True:
-            now = (self.loaded()[0], self.archived_rows())
+            now = (self.count(), self.archived_rows())
             if now[0] >= accepted and now[1] >= accepted:
                 return now[0], now[1], time.monotonic() - started
             if now != last:
@@ -254,11 +263,13 @@ class Tracker(threading.Thread):
             self.pending[marker] = acked
         at = time.time()
         try:
-            self.loaded.append((at, self.pipeline.loaded()[0]))
+            self.loaded.append((at, self.pipeline.count()))
             if self.pending:
                 ids = ",".join(f"'{m}'" for m in list(self.pending)[:500])
+                # Source and type lead the sort key, so only the markers' granules are read, not every id.
                 rows = self.pipeline.query("SELECT toString(event_id), toUnixTimestamp64Milli(received_at) "
-                                           f"FROM events WHERE event_id IN ({ids})")
+                                           f"FROM events WHERE source_id = '{BENCH_SOURCE}' AND "
+                                           f"type = '{MARKER_TYPE}' AND event_id IN ({ids})")
                 # Visible at the poll's start: a query sees what was committed before it ran (a slow
                 # poll can hide an earlier visibility by at most its duration, kept in poll_seconds).
                 for marker, received_ms in rows:

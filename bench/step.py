@@ -26,12 +26,12 @@ from bench.report import write_result
 
 def step(pipe: Pipeline, tracker: Tracker, rate: float, seconds: float, total: int) -> dict[str, Any]:
     """One step at ``rate``; ``total`` is what was accepted before it."""
-    before = pipe.loaded()[0]
+    before = pipe.count()
     start = time.time()
     cpu_before = cpu_seconds(pipe.pids())
     load = loadgen.generate(loadgen.LoadSpec("127.0.0.1", pipe.gateway_port, API_KEY, rate=rate, seconds=seconds),
                             tracker.markers)
-    at_end = pipe.loaded()[0]
+    at_end = pipe.count()
     loaded, archived, drain_s = pipe.drain(total + load.accepted, max_s=90, stall_s=20)
     cost = core_seconds_per_million(cpu_before, cpu_seconds(pipe.pids()), load.accepted)
     time.sleep(1.0)
