@@ -23,18 +23,14 @@ class LoaderSettings(StateSettings, ClickHouseSettings, ConsumerSettings, Privac
     loader_connect_wait_s: float = Field(
         60.0, ge=0, description="At start, how long to wait for ClickHouse to answer at CLICKHOUSE_URL."
     )
-    # Runtime defaults re-tuned for ClickHouse: inserts of tens of thousands of rows every two seconds
-    # per partition keep parts few, and rows visible to analysts within seconds. Each batch costs
-    # ClickHouse a fixed ~120 ms of CPU (ledger row, id probe, two inserts, the parts' merges) whatever
-    # its size: at 25,000 events/s, 2 s instead of 1 s cut ClickHouse's CPU per event by 27 % and the
-    # whole pipeline's by 14 %, with p99 ingest-to-queryable unchanged (docs/performance.md).
+    # Runtime defaults re-tuned for ClickHouse: inserts of tens of thousands of rows about once a
+    # second per partition keep parts few, and rows visible to analysts within seconds.
     # At most one ClickHouse block (max_insert_block_size): an insert then stores all of a batch or none.
     consumer_batch_max_messages: int = Field(
         50_000, ge=1, le=1_000_000, description="Rows per ClickHouse insert (per partition)."
     )
     consumer_batch_max_age_s: float = Field(
-        2.0, gt=0, description="Insert a partition's batch when its oldest message waited this long; lower "
-        "it for fresher rows at more ClickHouse CPU per event."
+        1.0, gt=0, description="Insert a partition's batch when its oldest message waited this long."
     )
     metrics_port: int = Field(
         9310, ge=0, le=65535, description="Port of the admin server: /metrics and /healthz (0: any free port)."
