@@ -5,6 +5,7 @@ A child that ran stably is restarted after a short fixed delay each time; a cras
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -91,7 +92,7 @@ def test_a_child_that_exits_at_once_backs_off_exponentially(tmp_path: Path) -> N
     finally:
         out = _stop(sup)
     times = [float(t) for t in starts.read_text().split()]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)][:5]
+    gaps = [b - a for a, b in itertools.pairwise(times)][:5]
     assert len(gaps) == 5, out
     # Delays 0.2, 0.4, 0.8, 0.8, 0.8 (capped), plus each child's start-up time.
     for gap, delay in zip(gaps, [0.2, 0.4, 0.8, 0.8, 0.8], strict=True):
