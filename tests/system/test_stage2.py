@@ -29,6 +29,7 @@ import psycopg
 import pytest
 import redis
 
+from consumers.worker.queue import ReliableQueue
 from evpipe.local.daemon import free_port, port_open, terminate
 from tests.consumers.worker import harness
 from tests.consumers.worker.tcpproxy import TcpProxy
@@ -86,7 +87,7 @@ class Stage2:
         process signalled while Python is still importing dies of the signal (-15), with nothing taken."""
         worker_id = f"sys-{self.tag}-{next(self.serial)}"
         proc = harness.start_process(self.worker_settings, worker_id, self.logs / f"{worker_id}.log")
-        heartbeat = f"{self.queue}:worker:{worker_id}"
+        heartbeat = ReliableQueue(self.redis, self.queue, worker_id).heartbeat_key  # the queue names it
         wait_for(lambda: bool(self.redis.exists(heartbeat)) or proc.poll() is not None, 60, f"{worker_id} ready")
         assert proc.poll() is None, self.log_tails()
         return proc
