@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -51,6 +51,16 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, poll: float =
     return time.monotonic() - started
 
 
+class CatchUp(Protocol):
+    """A check made from a snapshot of what was acknowledged: passes once that snapshot is sunk."""
+
+    def __call__(self) -> bool: ...
+
+    def behind(self) -> str:
+        """What of the snapshot is not sunk yet, in words (for a timeout's message)."""
+        ...
+
+
 @dataclass
 class FaultScheduler:
     state: Path
@@ -59,11 +69,12 @@ class FaultScheduler:
     pause_s: tuple[float, float] = (2.0, 2.5)  # broker pause (SIGSTOP) length
     outage_s: tuple[float, float] = (5.0, 8.0)  # ClickHouse (and S3) outage length
     gap_s: tuple[float, float] = (2.0, 6.0)  # quiet time between faults
-    seed: int = field(default_factory=lambda: random.randrange(1 << 30))
+    # EVPIPE_FAULT_SEED replays a failed run's order of faults (the seed is printed at the start).
+    seed: int = field(default_factory=lambda: int(os.environ.get("EVPIPE_FAULT_SEED") or random.randrange(1 << 30)))
     injected: Counter[str] = field(default_factory=Counter)
     s3_gateway: Any = None  # evpipe.local.ceph.RadosGateway the archivers write through, for "s3_down"
-    caught_up: Callable[[], Callable[[], bool]] | None = None  # snapshot now; the check passes once it is sunk
-    behind: Callable[[], str] | None = None  # what is not sunk yet, in words (for a timeout's message)
+    caught_up: Callable[[], CatchUp] | None = None  # snapshot now; the check passes once it is sunk
+    lag: Callable[[], str] | None = None  # the consumer groups' lag by partition, in words (for a timeout)
     recovery_s: dict[str, float] = field(default_factory=dict)  # kind: worst time from fault end to caught up
     log: list[str] = field(default_factory=list)
 
@@ -89,11 +100,13 @@ class FaultScheduler:
             {"broker_pause": self.broker_pause, "clickhouse_pause": self.clickhouse_pause,
              "s3_down": self.s3_down, "rolling_restart": self.rolling_restart}[kind]()
         ended = time.monotonic()
-        check = self.caught_up() if self.caught_up else (lambda: True)
+        check = self.caught_up() if self.caught_up else None
         try:
-            wait_for(lambda: self.all_healthy() and check(), 240, f"healthy and caught up after {kind}", poll=1.0)
+            wait_for(lambda: self.all_healthy() and (check is None or check()), 240,
+                     f"healthy and caught up after {kind}", poll=1.0)
         except AssertionError as exc:  # say which part is behind: a bare timeout cannot be diagnosed from CI's log
-            raise AssertionError(f"{exc}; {self.diagnose()}") from None
+            raise AssertionError(f"{exc} (replay the order: EVPIPE_FAULT_SEED={self.seed}); "
+                                 f"{self.diagnose(check)}") from None
         took = time.monotonic() - ended
         self.injected[kind] += 1
         self.recovery_s[kind] = max(self.recovery_s.get(kind, 0.0), took)
@@ -102,11 +115,12 @@ class FaultScheduler:
     def all_healthy(self) -> bool:
         return all(http_ok(t.health_url) for t in self.targets)
 
-    def diagnose(self) -> str:
+    def diagnose(self, check: CatchUp | None) -> str:
         unhealthy = [t.name for t in self.targets if not http_ok(t.health_url)]
-        behind = self.behind() if self.behind else "not checked"
+        behind = check.behind() if check is not None else "not checked"
+        lag = self.lag() if self.lag else "not checked"
         tails = "\n".join(f"--- {t.name}\n{Daemon(t.name, self.state).log_tail(25)}" for t in self.targets)
-        return f"unhealthy: {unhealthy or 'none'}; behind: {behind}\nlogs:\n{tails}"
+        return f"unhealthy: {unhealthy or 'none'}; behind: {behind}\nlag: {lag}\nlogs:\n{tails}"
 
     def kill9(self, tier: str) -> None:
         """kill -9 one replica of ``tier`` (gateway, archiver, loader, clickhouse), chosen at random."""

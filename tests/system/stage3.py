@@ -6,6 +6,9 @@ Every tier runs two replicas but ClickHouse (`evpipe clickhouse serve`, one serv
 from __future__ import annotations
 
 import os
+import time
+import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,9 @@ class SystemStack(Pipeline):
     """The harness pipeline (broker, ClickHouse, gateway, archiver, loader) and the extra replicas."""
 
     def __init__(self, workdir: Path, s3: S3Archive | None = None) -> None:
-        super().__init__(workdir, archive_rotate_s=3.0, replicas=("gateway", "archiver", "loader"))
+        # INFO: the consumers' assignments and revocations show in a failure's log tails.
+        super().__init__(workdir, archive_rotate_s=3.0, replicas=("gateway", "archiver", "loader"),
+                         env={"LOG_LEVEL": "INFO"})
         # Environment the started processes inherit (the caller restores it): ARCHIVE_URI and S3_ENDPOINT_URL
         # are read by the archivers only.
         self.s3, self.mirror = s3, workdir / "archive-mirror"
@@ -116,6 +121,75 @@ class SystemStack(Pipeline):
         finally:
             consumer.close()
         return found
+
+    def group_lag(self) -> str:
+        """Each consumer group's partitions whose committed offset is short of the high watermark."""
+        out = []
+        for group in ("evpipe-archiver", "evpipe-loader"):
+            consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False})
+            try:  # committed() reads the group's offsets without joining it
+                topics = consumer.list_topics(timeout=10).topics
+                tps = [TopicPartition(t, p) for t in ("events", "events.overflow", "events.replay") if t in topics
+                       for p in topics[t].partitions]
+                lags = []
+                for tp in consumer.committed(tps, timeout=10):
+                    high = consumer.get_watermark_offsets(tp, timeout=10)[1]
+                    if max(tp.offset, 0) < high:  # -1001: nothing committed yet
+                        lags.append(f"{tp.topic}[{tp.partition}] {tp.offset}/{high}")
+                out.append(f"{group}: {', '.join(lags) or 'none behind'}")
+            except Exception as exc:  # a diagnosis must not hide the failure it explains
+                out.append(f"{group}: unreadable ({type(exc).__name__}: {exc})")
+            finally:
+                consumer.close()
+        return "; ".join(out)
+
+    def locate(self, ids: set[str], timeout: float = 60.0) -> str:
+        """Where ``ids`` are in the live topics (topic[partition]@offset), and which are in none: tells a
+        stuck or lost batch (in Kafka) from an event that never reached Kafka (gateway, fallback store)."""
+        topics = ["events", "events.overflow"]
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"locate-{free_port()}",
+                             "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
+        found: dict[str, str] = {}
+        try:
+            metadata = consumer.list_topics(timeout=10).topics
+            consumer.assign([TopicPartition(t, p, 0) for t in topics if t in metadata for p in metadata[t].partitions])
+            idle, deadline = 0, time.monotonic() + timeout
+            while idle < 6 and len(found) < len(ids) and time.monotonic() < deadline:
+                batch = consumer.consume(5000, 0.5)
+                idle = 0 if batch else idle + 1
+                for msg in batch:
+                    if msg.error() is None and msg.value():
+                        event_id = str(orjson.loads(msg.value() or b"{}").get("event_id"))
+                        if event_id in ids:
+                            found[event_id] = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        except Exception as exc:  # a diagnosis must not hide the failure it explains
+            return f"not located ({type(exc).__name__}: {exc})"
+        finally:
+            consumer.close()
+        where = Counter(place.split("@")[0] for place in found.values())
+        examples = ", ".join(sorted(found.values())[:5])
+        return (f"{len(ids) - len(found)} in no live topic; the rest by partition: {dict(where)} "
+                f"(e.g. {examples or 'none'})")
+
+    def consumer_gauges(self) -> str:
+        """Each consumer process's assigned and paused partitions and buffered bytes, from its /metrics."""
+        wanted = ("evpipe_consumer_assigned_partitions", "evpipe_consumer_paused_partitions",
+                  "evpipe_consumer_buffer_bytes")
+        out = []
+        for target in self.targets:
+            if not target.name.startswith(("archiver", "loader")):
+                continue
+            url = target.health_url.rsplit("/", 1)[0] + "/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    text = response.read().decode()
+            except OSError as exc:
+                out.append(f"{target.name}: unreadable ({exc})")
+                continue
+            values = [line.split(" ", 1) for line in text.splitlines() if line.startswith(wanted)]
+            out.append(f"{target.name}: " + ", ".join(f"{k.removeprefix('evpipe_consumer_')}={float(v):g}"
+                                                      for k, v in values))
+        return "; ".join(out)
 
     def logs(self) -> str:
         return "\n".join(f"--- {t.name}\n{Daemon(t.name, self.state).log_tail(15)}" for t in self.targets)

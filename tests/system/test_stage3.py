@@ -51,24 +51,29 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SystemSta
         yield s
 
 
-def sunk_check(stack: SystemStack, acked: set[str]) -> Callable[[], bool]:
-    """A check that passes once ``acked`` (a snapshot) is all in ClickHouse and in the archive: lag ~0."""
-    def check() -> bool:
+class Sunk:
+    """Passes once a snapshot of acknowledged ids is all in ClickHouse and in the archive: lag ~0."""
+
+    def __init__(self, stack: SystemStack, acked: set[str]) -> None:
+        self.stack, self.acked = stack, acked
+
+    def __call__(self) -> bool:
         try:
-            return acked <= set(stack.clickhouse_ids(LOAD_TYPE)) and acked <= set(stack.archive_ids(LOAD_TYPE))
+            return self.acked <= set(self.stack.clickhouse_ids(LOAD_TYPE)) and \
+                self.acked <= set(self.stack.archive_ids(LOAD_TYPE))
         except Exception:  # ClickHouse is down or restarting: not yet
             return False
-    return check
 
-
-def behind(stack: SystemStack, acked: set[str]) -> str:
-    """How many acknowledged ids each sink still lacks."""
-    try:
-        in_ch, in_archive = set(stack.clickhouse_ids(LOAD_TYPE)), set(stack.archive_ids(LOAD_TYPE))
-    except Exception as exc:  # a diagnosis must not hide the failure it explains
-        return f"sinks unreadable ({type(exc).__name__}: {exc})"
-    return (f"{len(acked - in_ch)} of {len(acked)} acknowledged ids missing in ClickHouse, "
-            f"{len(acked - in_archive)} in the archive")
+    def behind(self) -> str:
+        """How many of the snapshot's ids each sink still lacks, and where the missing ones are in Kafka."""
+        try:
+            in_ch, in_archive = set(self.stack.clickhouse_ids(LOAD_TYPE)), set(self.stack.archive_ids(LOAD_TYPE))
+        except Exception as exc:  # a diagnosis must not hide the failure it explains
+            return f"sinks unreadable ({type(exc).__name__}: {exc})"
+        not_loaded, not_archived = self.acked - in_ch, self.acked - in_archive
+        return (f"{len(not_loaded)} of {len(self.acked)} acknowledged ids missing in ClickHouse "
+                f"({self.stack.locate(not_loaded) if not_loaded else 'none'}), {len(not_archived)} in the archive "
+                f"({self.stack.locate(not_archived) if not_archived else 'none'})")
 
 
 def same_ids(stack: SystemStack) -> Callable[[], bool]:
@@ -102,8 +107,8 @@ def run_and_check(stack: SystemStack, kinds: list[str], title: str, s3_gateway: 
                                pause_s=(30.0, 60.0) if FULL else BROKER_PAUSE_CI_S,
                                outage_s=(30.0, 60.0) if FULL else (5.0, 8.0))
     load = TrackingLoad(stack.urls, API_KEY, rate=600.0 if FULL else 150.0)
-    scheduler.caught_up = lambda: sunk_check(stack, load.acked_now())
-    scheduler.behind = lambda: behind(stack, load.acked_now())
+    scheduler.caught_up = lambda: Sunk(stack, load.acked_now())
+    scheduler.lag = lambda: f"{stack.group_lag()}\nconsumers: {stack.consumer_gauges()}"
     print(f"fault seed {scheduler.seed}", flush=True)
     rss = RssWatch(stack.state, [t.name for t in stack.targets])
     rss.start()
@@ -117,7 +122,7 @@ def run_and_check(stack: SystemStack, kinds: list[str], title: str, s3_gateway: 
     faults_over = time.monotonic()
     acked, invalid = set(load.acked), set(load.rejected)
     try:
-        drain_s = wait_for(sunk_check(stack, acked), DRAIN_BOUND_S, "every acknowledged event loaded and archived")
+        drain_s = wait_for(Sunk(stack, acked), DRAIN_BOUND_S, "every acknowledged event loaded and archived")
     except AssertionError:
         drain_s = time.monotonic() - faults_over
     try:  # both sinks read the same topic: once caught up they hold the same ids
