@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 BENCHMARKS = ("gateway", "plans", "worker", "archiver", "loader", "replay", "e2e", "step", "recovery", "peers",
-              "privacy", "overflow", "scale")
+              "privacy", "overflow", "scale", "pump")
 
 
 def available() -> list[str]:

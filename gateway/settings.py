@@ -73,6 +73,10 @@ class GatewaySettings(KafkaSettings, RedisSettings, PostgresSettings, ClickHouse
     gateway_deadline_s: float = Field(
         5.0, gt=0, description="Longest a request waits for the backend before answering 503 with Retry-After."
     )
+    gateway_delivery_poll_ms: float = Field(
+        1.0, ge=0.1, le=50, description="Kafka backend: how often delivery reports are collected while requests wait "
+        "for them. Lower answers sooner; each wake-up costs CPU whether reports came or not.",
+    )
     gateway_max_queued_events: int = Field(
         100_000, ge=1, description="Events waiting for the backend across all requests; beyond it: 503 at once."
     )

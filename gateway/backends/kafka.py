@@ -1,8 +1,8 @@
 """Stage 3: produce to Kafka with acks=all and idempotence; answer once every delivery report is in.
 
 Delivery reports are served by one pump task on the event loop: a
-non-blocking ``poll(0)`` every millisecond while requests wait (every 50 ms
-otherwise). Each request registers one ``_Ack``; its delivery callback counts
+non-blocking ``poll(0)`` every ``GATEWAY_DELIVERY_POLL_MS`` while requests
+wait (every 50 ms otherwise). Each request registers one ``_Ack``; its delivery callback counts
 the request's messages down, and requests whose last report arrived are woken
 together after the poll round. Polling on the loop thread, instead of a poll
 thread handing results over with ``call_soon_threadsafe``, avoids a GIL
@@ -97,6 +97,7 @@ class KafkaBackend:
         self._retired: list[Producer] = []  # fenced producers, purged; closed at shutdown
         self._done: collections.deque[_Ack] = collections.deque()
         self._waiting = 0  # requests awaiting delivery reports
+        self._poll_s = settings.gateway_delivery_poll_ms / 1000
         self._pump_task: asyncio.Task[None] | None = None
         self._ready_cache: tuple[float, str | None] = (0.0, "not checked yet")
         self._fatal: KafkaError | None = None
@@ -115,7 +116,7 @@ class KafkaBackend:
                 self._resolve_done()
             except Exception:  # a dead pump would turn every request into a 503: log and keep pumping
                 log.exception("kafka: serving delivery reports failed")
-            await asyncio.sleep(0.001 if self._waiting else 0.05)
+            await asyncio.sleep(self._poll_s if self._waiting else 0.05)
 
     def _resolve_done(self) -> None:
         done = self._done
@@ -215,7 +216,7 @@ class KafkaBackend:
     async def _await(self, ack: _Ack, deadline: float) -> None:
         # A timer on the future itself: cheaper than wait_for(shield(...)) on the hot path.
         timer = asyncio.get_running_loop().call_later(deadline, _expire, ack.future)
-        self._waiting += 1  # the pump polls every millisecond while anyone waits
+        self._waiting += 1  # the pump polls every GATEWAY_DELIVERY_POLL_MS while anyone waits
         try:
             error = await ack.future
         except TimeoutError:
