@@ -3,9 +3,8 @@
 Pairs (each consumer a separate process, in a fresh consumer group, reading the same topic):
 
 * ClickHouse: `evpipe loader` vs a ClickHouse Kafka-engine table and a materialized view into an
-  identical events table on the same `evpipe clickhouse serve`. chdb cannot run the Kafka engine
-  (``bench/peers/kafka_engine.py`` says why); the bench probes it on every run and reports the pair
-  as blocked, with the server's error, while it fails;
+  identical events table on the same `evpipe clickhouse serve` (``bench/peers/kafka_engine.py``: how,
+  and the two chdb quirks it works around);
 * Parquet: `evpipe archiver` vs Quix Streams' Parquet ``LocalFileSink``, both into local directories;
 * no-op: our consumer runtime with a no-op parse step and sink vs Arroyo's ``RunTask`` (no-op
   function) and ``CommitOffsets``.
@@ -13,23 +12,26 @@ Pairs (each consumer a separate process, in a fresh consumer group, reading the 
 Per consumer: events/s from its first message to the last row durable, CPU seconds per million
 events over that window (consumer, broker, and the ClickHouse server for the ClickHouse pair), and
 after five kill -9s at random points with restarts, rows missing and duplicated (``measure.py``).
-Every consumer gets the same Tansu-friendly settings: a 6 s session and fetch.queue.backoff.ms = 10.
+Every consumer gets the same Tansu-friendly settings: a 6 s session and fetch.queue.backoff.ms = 10
+(the Kafka engine through the server's configuration).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.loader import _produce, _values
 from bench.peers.env import QUIX_VERSION, quix_python, require_arroyo
-from bench.peers.kafka_engine import probe
-from bench.peers.measure import Killed, Timed, kill_test, row, timed_run
-from bench.peers.systems import ArroyoNoop, Context, OurArchiver, OurLoader, OurNoop, QuixParquet, System
+from bench.peers.measure import Killed, Timed, kill_test, row, stop, timed_run
+from bench.peers.systems import ArroyoNoop, Context, KafkaEngine, OurArchiver, OurLoader, OurNoop, QuixParquet, System
 from bench.report import write_result
 
 PARTITIONS = 6
@@ -40,7 +42,6 @@ def run(quick: bool, events: int | None = None) -> dict[str, Any]:
     """The full form on 1M events, ``--quick`` on 200k; ``events`` for a smaller smoke run."""
     from evpipe.kafka import create_topics
     from evpipe.local.broker import LocalBroker
-    from evpipe.local.clickhouse import LocalClickHouse
     from evpipe.local.daemon import free_port
     from evpipe.settings import KafkaSettings
 
@@ -53,20 +54,20 @@ def run(quick: bool, events: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench_peers_") as tmp:
         workdir = Path(tmp)
         broker = LocalBroker(workdir / "broker", free_port())
-        server = LocalClickHouse(workdir / "state", free_port())
+        server_port = free_port()
+        server = _start_server(workdir, server_port)
         try:
             broker.ensure()
-            server.ensure()
             topic = f"bench_peers_{uuid.uuid4().hex[:8]}"
             create_topics(KafkaSettings(kafka_bootstrap_servers=broker.bootstrap), [topic, f"{topic}.dlq"],
                           partitions=PARTITIONS)
             print(f"producing {n:,} events to {PARTITIONS} partitions ...", flush=True)
             _produce(broker.bootstrap, topic, _values(n))
             ctx = Context(broker.bootstrap, topic, PARTITIONS, n, workdir, _pid(broker.daemon.pid()),
-                          server.url, server.daemon.pid())
+                          f"http://127.0.0.1:{server_port}", server.pid)
             rows, lead, timed = _measure(ctx)
         finally:
-            server.stop()
+            stop(server)
             broker.stop()
     measured = {pair: ratio for pair, ratio in lead.items() if isinstance(ratio, float)}
     worst = min(measured, key=lambda p: measured[p])
@@ -85,6 +86,24 @@ def run(quick: bool, events: int | None = None) -> dict[str, Any]:
     return result
 
 
+def _start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    """`evpipe clickhouse serve`'s server with the Kafka engine's settings (bench/peers/kafka_engine.py)."""
+    log_path = workdir / "clickhouse.log"
+    with open(log_path, "ab") as log:
+        server = subprocess.Popen([sys.executable, "-m", "bench.peers.kafka_engine", "serve", str(workdir / "state"),
+                                   str(port)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    stop(server)
+    raise RuntimeError(f"the ClickHouse server did not answer on port {port}:\n{log_path.read_text()[-1500:]}")
+
+
 def _pid(pid: int | None) -> int:
     if pid is None:
         raise RuntimeError("the private broker is not running")
@@ -94,9 +113,9 @@ def _pid(pid: int | None) -> int:
 def _measure(ctx: Context) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, tuple[Timed, Timed]]]:
     from concurrent.futures import ThreadPoolExecutor
 
-    loader = OurLoader(ctx)
-    pairs: list[tuple[System, System]] = [(OurArchiver(ctx), QuixParquet(ctx)), (OurNoop(ctx), ArroyoNoop(ctx))]
-    systems: list[System] = [loader, *(s for pair in pairs for s in pair)]
+    pairs: list[tuple[System, System]] = [(OurLoader(ctx), KafkaEngine(ctx)), (OurArchiver(ctx), QuixParquet(ctx)),
+                                          (OurNoop(ctx), ArroyoNoop(ctx))]
+    systems: list[System] = [s for pair in pairs for s in pair]
     timings: dict[str, Timed] = {}
     try:
         # Timed runs one at a time, ours then its peer, so no two share the two cores.
@@ -105,7 +124,6 @@ def _measure(ctx: Context) -> tuple[list[dict[str, Any]], dict[str, Any], dict[s
             t = timings[system.slug] = timed_run(system)
             print(f"  {t.events_per_s:,.0f} events/s over {t.seconds:.2f} s, {t.cpu_s_per_m:.1f} CPU-s per 1M events",
                   flush=True)
-        found = probe(ctx.clickhouse_url, ctx.bootstrap, ctx.topic)
         # The kill tests time nothing, and most of their time is group joins after a kill -9 (the dead
         # member holds its partitions for the session timeout): run them side by side.
         print(f"kill tests ({KILLS} kill -9s each), all consumers side by side ...", flush=True)
@@ -116,15 +134,8 @@ def _measure(ctx: Context) -> tuple[list[dict[str, Any]], dict[str, Any], dict[s
         for system in systems:
             system.close()
 
-    rows = [row(loader, timings[loader.slug], killed[loader.slug], **_notes(killed[loader.slug]))]
-    engine = f"ClickHouse Kafka engine + MV (chdb, ClickHouse {found.version})"
-    if found.accepted:
-        note = "the engine accepted the Kafka table in this chdb: the pair is not measured yet (bench/peers)"
-    else:
-        note = (f"blocked: CREATE TABLE ... ENGINE = Kafka answered {found.error}; "
-                f"background_message_broker_schedule_pool_size = {found.pool_size}")
-    rows.append(row(None, None, None, pair=loader.pair, system=engine, note=note))
-    lead: dict[str, Any] = {loader.pair: note}
+    rows: list[dict[str, Any]] = []
+    lead: dict[str, Any] = {}
     timed: dict[str, tuple[Timed, Timed]] = {}
     for ours, peer in pairs:
         ot, pt = timings[ours.slug], timings[peer.slug]

@@ -207,6 +207,63 @@ class OurLoader(Metered):
         return Audit(int(rows), int(distinct))
 
 
+class KafkaEngine(System):
+    """ClickHouse's Kafka engine and a materialized view (bench/peers/kafka_engine.py): on the loader's server for
+    the timed run, on a server of its own for the kill test (its kill -9 is the server's)."""
+
+    def __post_init__(self) -> None:
+        self.name, self.pair, self.slug = "ClickHouse Kafka engine + MV", "ClickHouse", "kafka_engine"
+        self._clients: dict[str, Any] = {}
+        self.port = free_port()
+
+    @property
+    def database(self) -> str:
+        return f"bench_peers_{self.group}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}" if self.record else self.ctx.clickhouse_url
+
+    def argv(self, lifetime: int) -> list[str]:
+        c = self.ctx
+        mode = ["serve", str(self.dir / "state"), str(self.port)] if self.record else ["attach", c.clickhouse_url]
+        return [sys.executable, "-m", "bench.peers.kafka_engine", *mode, self.database, c.bootstrap, c.topic,
+                self.group]
+
+    def extra_pids(self) -> list[int]:
+        return [self.ctx.clickhouse_pid] if self.ctx.clickhouse_pid else []
+
+    def _query(self, sql: str) -> list[Any]:
+        from evpipe.clickhouse import connect
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1):
+                pass  # the kill test's own server restarts: asking a dead one only fills the log with retries
+        except OSError:
+            return [0, 0]
+        try:
+            if self.url not in self._clients:
+                self._clients[self.url] = connect(self.url)
+            return list(self._clients[self.url].query(sql).result_rows[0])
+        except Exception as exc:  # the server is (re)starting, or the tables are not created yet
+            self._clients.pop(self.url, None)
+            if "UNKNOWN_DATABASE" in str(exc) or "UNKNOWN_TABLE" in str(exc) or "connect" in str(exc).lower():
+                return [0, 0]
+            raise
+
+    def first_seen(self, lifetime: int) -> float | None:
+        read = self._query(f"SELECT sum(num_messages_read) FROM system.kafka_consumers "
+                           f"WHERE database = '{self.database}'")[0]
+        return time.time() if int(read or 0) > 0 else None
+
+    def durable(self) -> int:
+        return int(self._query(f"SELECT count() FROM `{self.database}`.events")[0])
+
+    def audit(self) -> Audit:
+        rows, distinct = self._query(f"SELECT count(), uniqExact(event_id) FROM `{self.database}`.events")
+        return Audit(int(rows), int(distinct))
+
+
 def parquet_files(root: Path) -> list[Path]:
     # Dot-prefixed names are our archiver's temp files of unfinished writes, never part of the archive.
     return sorted(p for p in root.rglob("*.parquet") if not p.name.startswith("."))
