@@ -2,7 +2,7 @@
 
 Delivery reports are served by one pump task on the event loop: a
 non-blocking ``poll(0)`` every ``GATEWAY_DELIVERY_POLL_MS`` while requests
-wait (every 50 ms otherwise). Each request registers one ``_Ack``; its delivery callback counts
+wait (every 50 ms otherwise, woken at once when a request starts waiting). Each request registers one ``_Ack``; its delivery callback counts
 the request's messages down, and requests whose last report arrived are woken
 together after the poll round. Polling on the loop thread, instead of a poll
 thread handing results over with ``call_soon_threadsafe``, avoids a GIL
@@ -31,6 +31,7 @@ log = logging.getLogger("evpipe.gateway.kafka")
 # Delivery errors after which a producer never produces again (see KafkaBackend._renew).
 _FENCED = frozenset({KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 _RENEW_EVERY_S = 10.0
+_IDLE_POLL_S = 0.05  # the pump's poll interval while no request waits (reports of nobody's events, errors)
 
 
 class _Ack:
@@ -67,6 +68,11 @@ class _Ack:
             self.future.set_result(self.error)
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
@@ -98,6 +104,7 @@ class KafkaBackend:
         self._done: collections.deque[_Ack] = collections.deque()
         self._waiting = 0  # requests awaiting delivery reports
         self._poll_s = settings.gateway_delivery_poll_ms / 1000
+        self._idle_wake: asyncio.Future[None] | None = None  # the idle pump's wake-up, see _idle
         self._pump_task: asyncio.Task[None] | None = None
         self._ready_cache: tuple[float, str | None] = (0.0, "not checked yet")
         self._fatal: KafkaError | None = None
@@ -110,13 +117,31 @@ class KafkaBackend:
             log.warning("kafka backend not ready at start: %s", reason)
 
     async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 self.producer.poll(0)  # not hoisted: a fenced producer is replaced (see _renew)
                 self._resolve_done()
             except Exception:  # a dead pump would turn every request into a 503: log and keep pumping
                 log.exception("kafka: serving delivery reports failed")
-            await asyncio.sleep(self._poll_s if self._waiting else 0.05)
+            if self._waiting:
+                await asyncio.sleep(self._poll_s)
+            else:
+                await self._idle(loop)
+
+    async def _idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Nobody waits: sleep up to _IDLE_POLL_S, but wake as soon as a request starts waiting (``_await``).
+
+        A plain sleep here held a request that came in during it for the rest of the sleep: at 200 batches
+        a second, when requests rarely overlap, p99 was 53.7 / 53.8 ms against 13.1 / 14.7 ms woken, at the
+        same CPU (bench pump, A/B in one run)."""
+        self._idle_wake = wake = loop.create_future()
+        timer = loop.call_later(_IDLE_POLL_S, _settle, wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._idle_wake = None
 
     def _resolve_done(self) -> None:
         done = self._done
@@ -217,6 +242,8 @@ class KafkaBackend:
         # A timer on the future itself: cheaper than wait_for(shield(...)) on the hot path.
         timer = asyncio.get_running_loop().call_later(deadline, _expire, ack.future)
         self._waiting += 1  # the pump polls every GATEWAY_DELIVERY_POLL_MS while anyone waits
+        if self._idle_wake is not None:
+            _settle(self._idle_wake)  # and starts now if it was idle
         try:
             error = await ack.future
         except TimeoutError:
