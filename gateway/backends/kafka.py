@@ -2,8 +2,9 @@
 
 Delivery reports are served by one pump task on the event loop: a
 non-blocking ``poll(0)`` every ``GATEWAY_DELIVERY_POLL_MS`` while requests
-wait (every 50 ms otherwise, woken at once when a request starts waiting). Each request registers one ``_Ack``; its delivery callback counts
-the request's messages down, and requests whose last report arrived are woken
+wait (every 50 ms otherwise, woken at once when a request starts waiting).
+Each request registers one ``_Ack``; its delivery callback counts the
+request's messages down, and requests whose last report arrived are woken
 together after the poll round. Polling on the loop thread, instead of a poll
 thread handing results over with ``call_soon_threadsafe``, avoids a GIL
 hand-off per delivery report (confluent-kafka re-takes the GIL for each
