@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 import time
 import urllib.request
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow.dataset as ds
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from bench.harness import Pipeline
 from evpipe.local.daemon import Daemon, free_port
@@ -103,24 +103,33 @@ class SystemStack(Pipeline):
                                        strict=True) if t == event_type]
 
     def invalid_ids(self, timeout: float = 30.0, wanted: set[str] | None = None) -> set[str]:
-        """Event ids found in the payloads of the invalid topic."""
-        topic = "events.invalid"
+        """Event ids found in the payloads of the invalid topic (stops early once ``wanted`` are all found)."""
+        found: set[str] = set()
+        remaining = set(wanted) if wanted is not None else None
+        for msg in self._read_from_start(["events.invalid"], timeout):
+            event_id = str(_payload(orjson.loads(msg.value() or b"{}")).get("event_id"))
+            found.add(event_id)
+            if remaining is not None:
+                remaining.discard(event_id)
+                if not remaining:
+                    break
+        return found
+
+    def _read_from_start(self, topics: list[str], timeout: float) -> Iterator[Message]:
+        """Every message of ``topics`` from offset 0, until 3 s bring none or ``timeout`` passes; a caller
+        may stop early (the consumer is closed then too). Assigned, never subscribed: no group join."""
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"check-{free_port()}",
                              "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
-        found: set[str] = set()
         try:
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-            idle = 0
-            while idle < 6 and not (wanted is not None and wanted <= found):
+            metadata = consumer.list_topics(timeout=10).topics
+            consumer.assign([TopicPartition(t, p, 0) for t in topics if t in metadata for p in metadata[t].partitions])
+            idle, deadline = 0, time.monotonic() + timeout
+            while idle < 6 and time.monotonic() < deadline:
                 batch = consumer.consume(5000, 0.5)
                 idle = 0 if batch else idle + 1
-                for msg in batch:
-                    if msg.error() is None and msg.value() is not None:
-                        found.add(str(_payload(orjson.loads(msg.value() or b"{}")).get("event_id")))
+                yield from (msg for msg in batch if msg.error() is None and msg.value() is not None)
         finally:
             consumer.close()
-        return found
 
     def group_lag(self) -> str:
         """Each consumer group's partitions whose committed offset is short of the high watermark."""
@@ -143,33 +152,17 @@ class SystemStack(Pipeline):
                 consumer.close()
         return "; ".join(out)
 
-    def locate(self, ids: set[str], timeout: float = 60.0) -> str:
-        """Where ``ids`` are in the live topics (topic[partition]@offset), and which are in none: tells a
-        stuck or lost batch (in Kafka) from an event that never reached Kafka (gateway, fallback store)."""
-        topics = ["events", "events.overflow"]
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"locate-{free_port()}",
-                             "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
+    def locate(self, ids: set[str], timeout: float = 60.0) -> dict[str, str]:
+        """Where ``ids`` are in the live topics: event id -> topic[partition]@offset; an id not in the result
+        is in neither topic. Tells a stuck or lost batch (in Kafka) from an event that never reached Kafka."""
         found: dict[str, str] = {}
-        try:
-            metadata = consumer.list_topics(timeout=10).topics
-            consumer.assign([TopicPartition(t, p, 0) for t in topics if t in metadata for p in metadata[t].partitions])
-            idle, deadline = 0, time.monotonic() + timeout
-            while idle < 6 and len(found) < len(ids) and time.monotonic() < deadline:
-                batch = consumer.consume(5000, 0.5)
-                idle = 0 if batch else idle + 1
-                for msg in batch:
-                    if msg.error() is None and msg.value():
-                        event_id = str(orjson.loads(msg.value() or b"{}").get("event_id"))
-                        if event_id in ids:
-                            found[event_id] = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
-        except Exception as exc:  # a diagnosis must not hide the failure it explains
-            return f"not located ({type(exc).__name__}: {exc})"
-        finally:
-            consumer.close()
-        where = Counter(place.split("@")[0] for place in found.values())
-        examples = ", ".join(sorted(found.values())[:5])
-        return (f"{len(ids) - len(found)} in no live topic; the rest by partition: {dict(where)} "
-                f"(e.g. {examples or 'none'})")
+        for msg in self._read_from_start(["events", "events.overflow"], timeout):
+            event_id = str(orjson.loads(msg.value() or b"{}").get("event_id"))
+            if event_id in ids:
+                found[event_id] = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+                if len(found) == len(ids):
+                    break
+        return found
 
     def consumer_gauges(self) -> str:
         """Each consumer process's assigned and paused partitions and buffered bytes, from its /metrics."""

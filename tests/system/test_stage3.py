@@ -71,9 +71,24 @@ class Sunk:
         except Exception as exc:  # a diagnosis must not hide the failure it explains
             return f"sinks unreadable ({type(exc).__name__}: {exc})"
         not_loaded, not_archived = self.acked - in_ch, self.acked - in_archive
+        try:  # one pass over the topics for both sinks' missing ids
+            places = self.stack.locate(not_loaded | not_archived) if not_loaded | not_archived else {}
+        except Exception as exc:  # a diagnosis must not hide the failure it explains
+            return (f"{len(not_loaded)} of {len(self.acked)} acknowledged ids missing in ClickHouse, "
+                    f"{len(not_archived)} in the archive (not located: {type(exc).__name__}: {exc})")
         return (f"{len(not_loaded)} of {len(self.acked)} acknowledged ids missing in ClickHouse "
-                f"({self.stack.locate(not_loaded) if not_loaded else 'none'}), {len(not_archived)} in the archive "
-                f"({self.stack.locate(not_archived) if not_archived else 'none'})")
+                f"({_where(not_loaded, places)}), {len(not_archived)} in the archive "
+                f"({_where(not_archived, places)})")
+
+
+def _where(ids: set[str], places: dict[str, str]) -> str:
+    """Missing ids summed up: how many are in no live topic, the rest by partition, with a few examples."""
+    if not ids:
+        return "none"
+    found = sorted(places[i] for i in ids if i in places)
+    by_partition = Counter(place.split("@")[0] for place in found)
+    return (f"{len(ids) - len(found)} in no live topic; the rest by partition: {dict(by_partition)} "
+            f"(e.g. {', '.join(found[:5]) or 'none'})")
 
 
 def same_ids(stack: SystemStack) -> Callable[[], bool]:
