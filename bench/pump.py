@@ -20,38 +20,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from bench.harness import cpu_seconds, percentile
 from bench.loadgen import LoadSpec, generate
 from bench.report import write_result
 
 API_KEY = "bench-key"
-# (label, GATEWAY_DELIVERY_POLL_MS, more environment); the first is the baseline (today's default).
-VARIANTS: tuple[tuple[str, float, dict[str, str]], ...] = (("1 ms", 1.0, {}), ("2 ms", 2.0, {}), ("5 ms", 5.0, {}))
+INTERVALS_MS = (1.0, 2.0, 5.0)  # GATEWAY_DELIVERY_POLL_MS; the first is the baseline (today's default)
 # (label, events/s, events per request): the single-event path (an SDK flushing one event) and batches.
 LOADS = (("single events", 1_000, 1), ("batches of 100", 20_000, 100))
 
 
+def _gateway_cpu(pid: int) -> float:
+    return cpu_seconds({"gateway": pid})["gateway"]
+
+
 def _measure(pid: int, spec: LoadSpec) -> dict[str, float]:
-    process = psutil.Process(pid)
-    before = process.cpu_times()
+    before = _gateway_cpu(pid)
     result = generate(spec)
-    after = process.cpu_times()
-    cpu_s = (after.user - before.user) + (after.system - before.system)
-    latencies = sorted(result.latencies_ms) or [float("nan")]
+    cpu_s = _gateway_cpu(pid) - before
     if result.non_2xx or result.errors:
         raise RuntimeError(f"{result.non_2xx} non-2xx answers and {result.errors} errors at {spec.rate:g} events/s")
     return {"events_per_s": result.events_per_s, "cpu_s": cpu_s, "accepted": result.accepted,
-            "p50_ms": statistics.median(latencies), "p99_ms": latencies[int(0.99 * (len(latencies) - 1))]}
+            "p50_ms": percentile(result.latencies_ms, 50), "p99_ms": percentile(result.latencies_ms, 99)}
 
 
 def _idle_cpu(pid: int, seconds: float) -> float:
     """Share of one core the gateway uses with no requests at all."""
-    process = psutil.Process(pid)
-    before = process.cpu_times()
+    before = _gateway_cpu(pid)
     time.sleep(seconds)
-    after = process.cpu_times()
-    return ((after.user - before.user) + (after.system - before.system)) / seconds
+    return (_gateway_cpu(pid) - before) / seconds
 
 
 def _variant(env: dict[str, str], port: int, interval_ms: float, seconds: float) -> dict[str, Any]:
@@ -79,8 +76,8 @@ def run(quick: bool) -> dict[str, Any]:
     from evpipe.settings import KafkaSettings
 
     seconds = 8.0 if quick else 20.0
-    order = [*VARIANTS, *reversed(VARIANTS)]
-    samples: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in VARIANTS}
+    order = [*INTERVALS_MS, *reversed(INTERVALS_MS)]
+    samples: dict[str, list[dict[str, Any]]] = {_name(ms): [] for ms in INTERVALS_MS}
     with tempfile.TemporaryDirectory(prefix="bench-pump-") as tmp:
         broker = LocalBroker(Path(tmp) / "broker", free_port())
         broker.ensure()
@@ -95,14 +92,18 @@ def run(quick: bool) -> dict[str, Any]:
                 "GATEWAY_PORT": str(port), "GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0", "GATEWAY_LOG_LEVEL": "warning",
                 "GATEWAY_OVERFLOW_KEY_EVENTS_PER_S": "0", "PRIVACY_STORE": "off",
             }
-            for name, interval_ms, more in order:
-                print(f"pump {name}: idle, then "
+            for interval_ms in order:
+                print(f"pump every {_name(interval_ms)}: idle, then "
                       + ", ".join(f"{label} at {rate:,}/s" for label, rate, _ in LOADS) + f", {seconds:g}s each ...",
                       flush=True)
-                samples[name].append(_variant(env | more, port, interval_ms, seconds))
+                samples[_name(interval_ms)].append(_variant(env, port, interval_ms, seconds))
         finally:
             broker.stop()
     return _report(samples, quick, seconds)
+
+
+def _name(interval_ms: float) -> str:
+    return f"{interval_ms:g} ms"
 
 
 def _report(samples: dict[str, list[dict[str, Any]]], quick: bool, seconds: float) -> dict[str, Any]:
@@ -120,15 +121,15 @@ def _report(samples: dict[str, list[dict[str, Any]]], quick: bool, seconds: floa
                          "p50_ms": " / ".join(f"{p['p50_ms']:.1f}" for p in parts),
                          "p99_ms": " / ".join(f"{p['p99_ms']:.1f}" for p in parts),
                          "idle_core_pct": round(100 * idle, 1)})
-            summary[f"{name}: {label}"] = {"core_s_per_m": core_s_per_m,
-                                                     "p50_ms": [p["p50_ms"] for p in parts],
-                                                     "p99_ms": [p["p99_ms"] for p in parts]}
+            summary[f"{name}: {label}"] = {"core_s_per_m": core_s_per_m, "p50_ms": [p["p50_ms"] for p in parts],
+                                           "p99_ms": [p["p99_ms"] for p in parts]}
         summary[f"{name}: idle_core"] = idle
     batches = LOADS[1][0]
-    base = summary[f"{VARIANTS[0][0]}: {batches}"]["core_s_per_m"]
+    baseline = _name(INTERVALS_MS[0])
+    base = summary[f"{baseline}: {batches}"]["core_s_per_m"]
     best = min(samples, key=lambda name: summary[f"{name}: {batches}"]["core_s_per_m"])
     # ratio: the baseline's cost over the cheapest variant's (batches of 100), gateway core-seconds per million
-    result = {"offered_events_per_s": LOADS[1][1], "baseline": VARIANTS[0][0],
+    result = {"offered_events_per_s": LOADS[1][1], "baseline": baseline,
               "ratio": base / summary[f"{best}: {batches}"]["core_s_per_m"], "cheapest": best,
               "seconds_per_load": seconds, "quick": quick, "cpus": os.cpu_count(), "variants": summary}
     write_result("pump", result, rows, required=("ratio", "baseline"))
