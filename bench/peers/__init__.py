@@ -19,20 +19,20 @@ Every consumer gets the same Tansu-friendly settings: a 6 s session and fetch.qu
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.loader import _produce, _values
 from bench.peers.env import QUIX_VERSION, quix_python, require_arroyo
-from bench.peers.measure import Killed, Timed, kill_test, row, stop, timed_run
+from bench.peers.measure import Killed, Timed, kill_test, row, timed_run
 from bench.peers.systems import ArroyoNoop, Context, KafkaEngine, OurArchiver, OurLoader, OurNoop, QuixParquet, System
 from bench.report import write_result
+from evpipe.local.clickhouse import LocalClickHouse
+from evpipe.local.daemon import ensure_started
 
 PARTITIONS = 6
 KILLS = 5
@@ -54,8 +54,7 @@ def run(quick: bool, events: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench_peers_") as tmp:
         workdir = Path(tmp)
         broker = LocalBroker(workdir / "broker", free_port())
-        server_port = free_port()
-        server = _start_server(workdir, server_port)
+        server = _start_server(workdir, free_port())
         try:
             broker.ensure()
             topic = f"bench_peers_{uuid.uuid4().hex[:8]}"
@@ -64,10 +63,10 @@ def run(quick: bool, events: int | None = None) -> dict[str, Any]:
             print(f"producing {n:,} events to {PARTITIONS} partitions ...", flush=True)
             _produce(broker.bootstrap, topic, _values(n))
             ctx = Context(broker.bootstrap, topic, PARTITIONS, n, workdir, _pid(broker.daemon.pid()),
-                          f"http://127.0.0.1:{server_port}", server.pid)
+                          server.url, server.daemon.pid())
             rows, lead, timed = _measure(ctx)
         finally:
-            stop(server)
+            server.stop()
             broker.stop()
     measured = {pair: ratio for pair, ratio in lead.items() if isinstance(ratio, float)}
     worst = min(measured, key=lambda p: measured[p])
@@ -86,22 +85,14 @@ def run(quick: bool, events: int | None = None) -> dict[str, Any]:
     return result
 
 
-def _start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    """`evpipe clickhouse serve`'s server with the Kafka engine's settings (bench/peers/kafka_engine.py)."""
-    log_path = workdir / "clickhouse.log"
-    with open(log_path, "ab") as log:
-        server = subprocess.Popen([sys.executable, "-m", "bench.peers.kafka_engine", "serve", str(workdir / "state"),
-                                   str(port)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  cwd=Path(__file__).resolve().parents[2])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
-                return server
-        except OSError:
-            time.sleep(0.2)
-    stop(server)
-    raise RuntimeError(f"the ClickHouse server did not answer on port {port}:\n{log_path.read_text()[-1500:]}")
+def _start_server(workdir: Path, port: int) -> LocalClickHouse:
+    """`evpipe clickhouse serve`'s server with the Kafka engine's settings (bench/peers/kafka_engine.py), as the
+    local stack's background daemon."""
+    server = LocalClickHouse(workdir / "state", port)
+    ensure_started(server.daemon, server.healthy,
+                   [sys.executable, "-m", "bench.peers.kafka_engine", "serve", str(server.state_dir), str(port)],
+                   dict(os.environ), 60.0, "the peers bench's ClickHouse server", f"port {port} in use?")
+    return server
 
 
 def _pid(pid: int | None) -> int:
