@@ -63,13 +63,6 @@ def drop(client: Any, database: str) -> None:
     client.command(f"DROP TABLE IF EXISTS `{database}`.{QUEUE} SYNC")
 
 
-def messages_read(client: Any, database: str) -> int:
-    """Messages the engine's consumers have read so far (its first message shows here first)."""
-    rows = client.query(f"SELECT sum(num_messages_read) FROM system.kafka_consumers "
-                        f"WHERE database = '{database}'").result_rows
-    return int(rows[0][0] or 0) if rows else 0
-
-
 def _attach(url: str, database: str, bootstrap: str, topic: str, group: str) -> int:
     from evpipe.clickhouse import connect
 
